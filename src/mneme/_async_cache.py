@@ -1,0 +1,5 @@
+"""Placeholder while the module is written."""
+
+
+class AsyncSemanticCache:
+    pass

@@ -1,0 +1,156 @@
+"""The cache's rules as pure functions: no I/O, shared by the sync and async shells."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import EmbedderDimensionError
+
+CONFIDENCE_CUTOFF = 0.7
+TOP_K = 3
+HALF_LIFE_SECONDS = 86_400.0
+_WS = re.compile(r"\s+")
+_ERROR_PREFIXES = ("[LLM Error]", "[ERROR]")
+
+
+def normalize_query(text: str) -> str:
+    """Strip, collapse whitespace runs to one space, casefold."""
+    return _WS.sub(" ", text.strip()).casefold()
+
+
+def query_hash(normalized: str) -> str:
+    return hashlib.sha256(normalized.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def default_confidence(similarity: float, age_seconds: float, _metadata: object) -> float:
+    """Similarity halved for every day of age."""
+    return similarity * 0.5 ** (age_seconds / HALF_LIFE_SECONDS)
+
+
+def default_validator(response: str) -> bool:
+    """Refuse empty responses and ones that record an upstream error."""
+    return bool(response.strip()) and not response.startswith(_ERROR_PREFIXES)
+
+
+def eviction_batch(count: int, cap: int) -> int:
+    """How many entries to evict when ``count`` exceeds ``cap`` (0 when it does not)."""
+    excess = count - cap
+    if excess <= 0:
+        return 0
+    return max(excess, cap // 10, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_query_bytes: int
+    max_response_bytes: int
+    max_metadata_bytes: int
+
+
+MAX_NAMESPACE_BYTES = 512
+
+
+def _storable(name: str, value: object) -> bytes:
+    """UTF-8 of a text every store can keep: no NUL (Postgres text cannot hold it) and
+    no lone surrogates (not encodable)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    try:
+        data = value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{name} is not valid Unicode text (lone surrogate): {exc}") from exc
+    if b"\x00" in data:
+        raise ValueError(f"{name} contains a NUL character, which stores cannot keep")
+    return data
+
+
+def check_text(name: str, value: object, limit: int, limit_name: str) -> bytes:
+    data = _storable(name, value)
+    if len(data) > limit:
+        raise ValueError(f"{name} is {len(data)} bytes, over {limit_name}={limit}")
+    return data
+
+
+def check_namespace(namespace: object) -> str:
+    data = _storable("namespace", namespace)
+    if len(data) > MAX_NAMESPACE_BYTES:
+        raise ValueError(f"namespace is {len(data)} bytes, over the limit of {MAX_NAMESPACE_BYTES}")
+    return namespace  # type: ignore[return-value]
+
+
+def check_metadata(metadata: object, limit: int) -> dict[str, Any] | None:
+    """Metadata must be a JSON object (or None) no larger than max_metadata_bytes."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
+    size = len(encoded.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise ValueError(f"metadata is {size} bytes of JSON, over max_metadata_bytes={limit}")
+    # Round-trip so what is stored equals what any store will give back.
+    loaded: dict[str, Any] = json.loads(encoded)
+    return loaded
+
+
+def check_ttl(ttl: object) -> int | None:
+    """TTL in whole seconds (fractions round up), or None for no expiry."""
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise TypeError(f"ttl must be a number of seconds or None, got {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise ValueError(f"ttl must be a positive finite number of seconds, got {ttl!r}")
+    return math.ceil(ttl)
+
+
+def check_threshold(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("similarity_threshold must be a number")
+    v = float(value)
+    if not math.isfinite(v) or not -1.0 <= v <= 1.0:
+        raise ValueError(f"similarity_threshold must be finite and in [-1, 1], got {value!r}")
+    return v
+
+
+def unit_vector(vector: object, dim: int) -> npt.NDArray[np.float32]:
+    """Validate shape and values, return an L2-normalised float32 copy.
+
+    A zero vector stays zero (it is stored but never found by similarity). Raises
+    ``EmbedderDimensionError`` (mentioning "dim") on a wrong shape and ``ValueError``
+    on NaN or infinity.
+    """
+    try:
+        arr = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"embedding is not a numeric vector: {exc}") from exc
+    if arr.ndim != 1 or arr.shape[0] != dim:
+        raise EmbedderDimensionError(
+            f"embedding has shape {arr.shape}, expected 1-D of dim {dim}"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError("embedding contains NaN or infinity")
+    norm = float(np.linalg.norm(arr))
+    if norm > 0.0:
+        arr = arr / norm
+    return arr.astype(np.float32)
+
+
+def to_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    return np.asarray(vector, dtype="<f4").tobytes()
+
+
+def from_bytes(data: bytes) -> npt.NDArray[np.float32]:
+    return np.frombuffer(data, dtype="<f4").astype(np.float32)
