@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -60,6 +60,22 @@ class Store(Protocol):
     def insert(self, entry: StoredEntry) -> int:
         """Upsert on (namespace, query_hash): a new row gets a new id, a replaced row
         keeps its id and takes every other field from ``entry``. Returns the id."""
+
+    def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
+        """``insert`` for a batch, in one transaction (one version bump is enough);
+        ids in input order. Two entries of the batch with the same (namespace,
+        query_hash): the later wins, both get its id."""
+
+    def get_many_by_hash(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> dict[str, StoredEntry]:
+        """Entries found for the given hashes, keyed by hash (one round trip)."""
+
+    def delete_many(self, ids: Sequence[int]) -> int:
+        """Delete these ids in one transaction; returns how many existed."""
+
+    def oldest_created_at(self) -> int | None:
+        """Smallest created_at over all entries, None when empty."""
 
     def update_access(self, id: int, now: int) -> None:
         """Set last_accessed_at = now and add one to access_count. A store may defer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 
 from ._errors import (
@@ -140,6 +140,30 @@ class MemoryStore:
             self._rows[id_] = replace(entry, id=id_)
             self._version += 1
             return id_
+
+    def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
+        with self._lock:
+            ids = [self.insert(e) for e in entries]
+            # A later duplicate replaced an earlier one in place, so all share its id.
+            return ids
+
+    def get_many_by_hash(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> dict[str, StoredEntry]:
+        with self._lock:
+            self._check()
+            found = {h: self._by_hash.get((namespace, h)) for h in query_hashes}
+            return {h: self._rows[i] for h, i in found.items() if i is not None}
+
+    def delete_many(self, ids: Sequence[int]) -> int:
+        with self._lock:
+            self._check()
+            return self._delete_where([i for i in dict.fromkeys(ids) if i in self._rows])
+
+    def oldest_created_at(self) -> int | None:
+        with self._lock:
+            self._check()
+            return min((e.created_at for e in self._rows.values()), default=None)
 
     def update_access(self, id: int, now: int) -> None:
         with self._lock:
