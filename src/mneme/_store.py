@@ -71,8 +71,9 @@ class Store(Protocol):
     ) -> dict[str, StoredEntry]:
         """Entries found for the given hashes, keyed by hash (one round trip)."""
 
-    def delete_many(self, ids: Sequence[int]) -> int:
-        """Delete these ids in one transaction; returns how many existed."""
+    def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
+        """Delete these ids in one transaction; returns how many were deleted per
+        namespace (ids that did not exist are ignored)."""
 
     def oldest_created_at(self) -> int | None:
         """Smallest created_at over all entries, None when empty."""

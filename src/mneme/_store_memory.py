@@ -155,10 +155,16 @@ class MemoryStore:
             found = {h: self._by_hash.get((namespace, h)) for h in query_hashes}
             return {h: self._rows[i] for h, i in found.items() if i is not None}
 
-    def delete_many(self, ids: Sequence[int]) -> int:
+    def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
         with self._lock:
             self._check()
-            return self._delete_where([i for i in dict.fromkeys(ids) if i in self._rows])
+            counts: dict[str, int] = {}
+            present = [i for i in dict.fromkeys(ids) if i in self._rows]
+            for id_ in present:
+                ns = self._rows[id_].namespace
+                counts[ns] = counts.get(ns, 0) + 1
+            self._delete_where(present)
+            return counts
 
     def oldest_created_at(self) -> int | None:
         with self._lock:
