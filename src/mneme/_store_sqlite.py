@@ -7,8 +7,8 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from ._errors import (
@@ -79,6 +79,8 @@ _COLUMNS = (
     "created_at, last_accessed_at, ttl, access_count"
 )
 _BATCH = 1000
+_MAX_PARAMS = 500
+_T = TypeVar("_T")
 _SQLITE_CORRUPT = 11
 _SQLITE_NOTADB = 26
 
@@ -106,6 +108,39 @@ def _row_to_entry(row: tuple[Any, ...]) -> StoredEntry:
         ttl=row[9],
         access_count=row[10],
     )
+
+
+_UPSERT = (
+    "INSERT INTO entries (namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT(namespace, query_hash) DO UPDATE SET query = excluded.query, "
+    "response = excluded.response, embedding = excluded.embedding, "
+    "metadata = excluded.metadata, created_at = excluded.created_at, "
+    "last_accessed_at = excluded.last_accessed_at, ttl = excluded.ttl, "
+    "access_count = excluded.access_count RETURNING id"
+)
+
+
+def _entry_params(entry: StoredEntry) -> tuple[Any, ...]:
+    metadata = None if entry.metadata is None else json.dumps(entry.metadata)
+    return (
+        entry.namespace,
+        entry.query_hash,
+        entry.query,
+        entry.response,
+        entry.embedding,
+        metadata,
+        entry.created_at,
+        entry.last_accessed_at,
+        entry.ttl,
+        entry.access_count,
+    )
+
+
+def _chunks(items: list[_T]) -> Iterator[list[_T]]:
+    """Slices small enough for SQLite's limit on bound parameters."""
+    for start in range(0, len(items), _MAX_PARAMS):
+        yield items[start : start + _MAX_PARAMS]
 
 
 def _create_private(path: str) -> None:
@@ -348,34 +383,50 @@ class SQLiteStore:
     # -- writes -------------------------------------------------------------------------
 
     def insert(self, entry: StoredEntry) -> int:
-        metadata = None if entry.metadata is None else json.dumps(entry.metadata)
+        return self.insert_many([entry])[0]
+
+    def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
         with self._write("insert") as conn:
-            row = conn.execute(
-                "INSERT INTO entries (namespace, query_hash, query, response, embedding, "
-                "metadata, created_at, last_accessed_at, ttl, access_count) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT(namespace, query_hash) DO UPDATE SET "
-                "query = excluded.query, response = excluded.response, "
-                "embedding = excluded.embedding, metadata = excluded.metadata, "
-                "created_at = excluded.created_at, "
-                "last_accessed_at = excluded.last_accessed_at, ttl = excluded.ttl, "
-                "access_count = excluded.access_count "
-                "RETURNING id",
-                (
-                    entry.namespace,
-                    entry.query_hash,
-                    entry.query,
-                    entry.response,
-                    entry.embedding,
-                    metadata,
-                    entry.created_at,
-                    entry.last_accessed_at,
-                    entry.ttl,
-                    entry.access_count,
-                ),
-            ).fetchone()
-            self._bump_version(conn)
-        return int(row[0])
+            # Sequential upserts: a later duplicate in the batch replaces the earlier
+            # row in place, so both get the same id.
+            ids = [int(conn.execute(_UPSERT, _entry_params(e)).fetchone()[0]) for e in entries]
+            if ids:
+                self._bump_version(conn)
+        return ids
+
+    def get_many_by_hash(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> dict[str, StoredEntry]:
+        found: dict[str, StoredEntry] = {}
+        with self._read("get_many_by_hash") as conn:
+            for chunk in _chunks(list(dict.fromkeys(query_hashes))):
+                rows = conn.execute(
+                    f"SELECT {_COLUMNS} FROM entries WHERE namespace = ? "  # noqa: S608
+                    f"AND query_hash IN ({', '.join('?' * len(chunk))})",
+                    (namespace, *chunk),
+                )
+                found.update((e.query_hash, e) for e in map(_row_to_entry, rows))
+        return found
+
+    def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        with self._write("delete_many") as conn:
+            for chunk in _chunks(list(dict.fromkeys(ids))):
+                rows = conn.execute(
+                    f"DELETE FROM entries WHERE id IN ({', '.join('?' * len(chunk))}) "  # noqa: S608
+                    "RETURNING namespace",
+                    chunk,
+                ).fetchall()
+                for (namespace,) in rows:
+                    counts[namespace] = counts.get(namespace, 0) + 1
+            if counts:
+                self._bump_version(conn)
+        return counts
+
+    def oldest_created_at(self) -> int | None:
+        with self._read("oldest_created_at") as conn:
+            row = conn.execute("SELECT MIN(created_at) FROM entries").fetchone()
+        return None if row[0] is None else int(row[0])
 
     def update_access(self, id: int, now: int) -> None:
         with self._write("update_access") as conn:
