@@ -137,9 +137,7 @@ def unit_vector(vector: object, dim: int) -> npt.NDArray[np.float32]:
     except (TypeError, ValueError) as exc:
         raise ValueError(f"embedding is not a numeric vector: {exc}") from exc
     if arr.ndim != 1 or arr.shape[0] != dim:
-        raise EmbedderDimensionError(
-            f"embedding has shape {arr.shape}, expected 1-D of dim {dim}"
-        )
+        raise EmbedderDimensionError(f"embedding has shape {arr.shape}, expected 1-D of dim {dim}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("embedding contains NaN or infinity")
     norm = float(np.linalg.norm(arr))

@@ -212,7 +212,9 @@ class MemoryStore:
     def clear_namespace(self, namespace: str) -> int:
         with self._lock:
             self._check()
-            return self._delete_where([e.id for e in self._rows.values() if e.namespace == namespace])
+            return self._delete_where(
+                [e.id for e in self._rows.values() if e.namespace == namespace]
+            )
 
     def set_namespace_quota(self, namespace: str, max_entries: int | None) -> None:
         with self._lock:
@@ -262,7 +264,9 @@ class MemoryStore:
     def integrity_check(self) -> bool:
         with self._lock:
             self._check()
-            return all(self._by_hash[(e.namespace, e.query_hash)] == i for i, e in self._rows.items())
+            return all(
+                self._by_hash[(e.namespace, e.query_hash)] == i for i, e in self._rows.items()
+            )
 
     def snapshot_to(self, dest_path: str) -> None:
         raise CheckpointError("MemoryStore keeps nothing on disk; use SemanticCache.dumps instead")

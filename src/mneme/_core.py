@@ -1,0 +1,318 @@
+"""What the sync and async caches share: configuration, entry building, the Layer-2
+decision, counters and metrics. No I/O here; the shells do the talking to stores."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import EmbedderDimensionError
+from ._index import check_dtype
+from ._policy import (
+    CONFIDENCE_CUTOFF,
+    Limits,
+    check_metadata,
+    check_namespace,
+    check_text,
+    check_threshold,
+    check_ttl,
+    default_confidence,
+    default_validator,
+    normalize_query,
+    query_hash,
+    to_bytes,
+    unit_vector,
+)
+from ._store import COUNTER_NAMES
+from ._types import ConfidenceFn, Hit, MetricsHook, StoredEntry, Validator
+
+log = logging.getLogger("mneme")
+
+MULTI_PROCESS_MODES = ("single", "stale-tolerant", "mmap-shared")
+
+
+@dataclass(slots=True)
+class CacheConfig:
+    """Constructor arguments, validated once for both cache shells."""
+
+    similarity_threshold: float
+    default_ttl: int | None
+    max_entries: int | None
+    namespace_quotas: dict[str, int]
+    confidence_fn: ConfidenceFn
+    validator: Validator
+    metrics_hook: MetricsHook | None
+    normalize: bool
+    index_backend: str
+    index_options: dict[str, int]
+    vector_dtype: str
+    multi_process_mode: str
+    stale_check_interval: float
+    limits: Limits
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        similarity_threshold: float,
+        default_ttl: float | None,
+        max_entries: int | None,
+        namespace_quotas: Mapping[str, int] | None,
+        confidence_fn: ConfidenceFn | None,
+        validator: Validator | None,
+        metrics_hook: MetricsHook | None,
+        normalize: bool,
+        index_backend: str,
+        index_options: Mapping[str, int] | None,
+        vector_dtype: str,
+        multi_process_mode: str,
+        stale_check_interval: float,
+        max_query_bytes: int,
+        max_response_bytes: int,
+        max_metadata_bytes: int,
+    ) -> CacheConfig:
+        if max_entries is not None and (isinstance(max_entries, bool) or max_entries < 1):
+            raise ValueError(f"max_entries must be a positive integer or None, got {max_entries!r}")
+        quotas: dict[str, int] = {}
+        for ns, quota in (namespace_quotas or {}).items():
+            check_namespace(ns)
+            if isinstance(quota, bool) or not isinstance(quota, int) or quota < 1:
+                raise ValueError(f"namespace_quotas[{ns!r}] must be a positive integer")
+            quotas[ns] = quota
+        if index_backend not in ("auto", "numpy", "hnsw"):
+            raise ValueError(
+                f"index_backend must be 'auto', 'numpy' or 'hnsw', got {index_backend!r}"
+            )
+        if multi_process_mode not in MULTI_PROCESS_MODES:
+            raise ValueError(
+                f"multi_process_mode must be one of {', '.join(MULTI_PROCESS_MODES)}, "
+                f"got {multi_process_mode!r}"
+            )
+        if not stale_check_interval >= 0:
+            raise ValueError("stale_check_interval must be >= 0 seconds")
+        for name, value in (
+            ("max_query_bytes", max_query_bytes),
+            ("max_response_bytes", max_response_bytes),
+            ("max_metadata_bytes", max_metadata_bytes),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return cls(
+            similarity_threshold=check_threshold(similarity_threshold),
+            default_ttl=check_ttl(default_ttl),
+            max_entries=max_entries,
+            namespace_quotas=quotas,
+            confidence_fn=confidence_fn or default_confidence,
+            validator=validator or default_validator,
+            metrics_hook=metrics_hook,
+            normalize=bool(normalize),
+            index_backend=index_backend,
+            index_options=dict(index_options or {}),
+            vector_dtype=check_dtype(vector_dtype),
+            multi_process_mode=multi_process_mode,
+            stale_check_interval=float(stale_check_interval),
+            limits=Limits(max_query_bytes, max_response_bytes, max_metadata_bytes),
+        )
+
+    def key(self, query: object) -> tuple[str, str]:
+        """(text the embedder sees, query_hash) for a query."""
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}")
+        text = normalize_query(query) if self.normalize else query
+        return text, query_hash(text)
+
+
+@dataclass(slots=True)
+class PreparedPut:
+    """A validated put, waiting for its embedding."""
+
+    namespace: str
+    query: str
+    text: str
+    query_hash: str
+    response: str
+    metadata: dict[str, Any] | None
+    ttl: int | None
+    embedding: npt.NDArray[np.float32] | None
+
+
+def prepare_put(
+    config: CacheConfig,
+    query: object,
+    response: object,
+    *,
+    namespace: object,
+    metadata: object,
+    ttl: object,
+    embedding: object,
+    dim: int,
+) -> PreparedPut:
+    """Validate everything about a put before anything is stored."""
+    ns = check_namespace(namespace)
+    limits = config.limits
+    check_text("query", query, limits.max_query_bytes, "max_query_bytes")
+    check_text("response", response, limits.max_response_bytes, "max_response_bytes")
+    meta = check_metadata(metadata, limits.max_metadata_bytes)
+    entry_ttl = config.default_ttl if ttl is None else check_ttl(ttl)
+    text, qhash = config.key(query)
+    vec = None if embedding is None else unit_vector(embedding, dim)
+    return PreparedPut(ns, query, text, qhash, response, meta, entry_ttl, vec)  # type: ignore[arg-type]
+
+
+def embedder_vector(raw: object, dim: int) -> npt.NDArray[np.float32]:
+    """Check an embedder's output; a wrong shape is the embedder's fault, say so."""
+    try:
+        return unit_vector(raw, dim)
+    except EmbedderDimensionError as exc:
+        raise EmbedderDimensionError(
+            f"embedder returned a vector of the wrong dim: {exc}"
+        ) from None
+
+
+def build_entry(p: PreparedPut, vector: npt.NDArray[np.float32], now: int) -> StoredEntry:
+    return StoredEntry(
+        id=0,
+        namespace=p.namespace,
+        query_hash=p.query_hash,
+        query=p.query,
+        response=p.response,
+        embedding=to_bytes(vector),
+        metadata=p.metadata,
+        created_at=now,
+        last_accessed_at=now,
+        ttl=p.ttl,
+        access_count=0,
+    )
+
+
+def dedupe_batch(entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+    """Keep the last entry per (namespace, query_hash), in first-seen order, so a
+    batch behaves as the same puts in a loop."""
+    last: dict[tuple[str, str], StoredEntry] = {}
+    for e in entries:
+        last[(e.namespace, e.query_hash)] = e
+    return list(last.values())
+
+
+def exact_hit(entry: StoredEntry, now: int) -> Hit:
+    return Hit(
+        response=entry.response,
+        similarity=1.0,
+        confidence=1.0,
+        age_seconds=float(max(now - entry.created_at, 0)),
+        layer="exact",
+        namespace=entry.namespace,
+        metadata=entry.metadata,
+    )
+
+
+@dataclass(slots=True)
+class Decision:
+    """Outcome of Layer 2 over the ranked candidates."""
+
+    hit: Hit | None = None
+    hit_id: int | None = None
+    miss_reason: str | None = None
+    expired: list[int] = field(default_factory=list)
+    invalid: list[int] = field(default_factory=list)
+
+
+def decide_semantic(
+    config: CacheConfig,
+    candidates: Sequence[tuple[StoredEntry, float]],
+    now: int,
+    threshold: float,
+) -> Decision:
+    """Walk candidates best first: stop below the threshold, drop expired and invalid
+    ones (the shell deletes them), skip low-confidence ones, serve the first good one."""
+    d = Decision()
+    for entry, similarity in candidates:
+        if similarity < threshold:
+            d.miss_reason = "below_threshold"
+            return d
+        if entry.is_expired(now):
+            d.expired.append(entry.id)
+            continue
+        if not _call_validator(config.validator, entry.response):
+            d.invalid.append(entry.id)
+            continue
+        age = float(max(now - entry.created_at, 0))
+        confidence = _call_confidence(config.confidence_fn, similarity, age, entry.metadata)
+        if confidence < CONFIDENCE_CUTOFF:
+            continue
+        d.hit = Hit(
+            response=entry.response,
+            similarity=float(similarity),
+            confidence=float(confidence),
+            age_seconds=age,
+            layer="semantic",
+            namespace=entry.namespace,
+            metadata=entry.metadata,
+        )
+        d.hit_id = entry.id
+        return d
+    d.miss_reason = "no_match"
+    return d
+
+
+def _call_validator(validator: Validator, response: str) -> bool:
+    return bool(validator(response))
+
+
+def _call_confidence(fn: ConfidenceFn, similarity: float, age: float, meta: Any) -> float:
+    return float(fn(similarity, age, meta))
+
+
+class Counters:
+    """Counter increments held in memory and flushed to the store in batches, so a
+    get does not cost a store write just to count itself."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: dict[str, dict[str, int]] = {}
+        self._events = 0
+
+    def add(self, namespace: str, name: str, n: int = 1) -> None:
+        with self._lock:
+            ns = self._pending.setdefault(namespace, {})
+            ns[name] = ns.get(name, 0) + n
+            self._events += 1
+
+    def should_flush(self, every: int = 64) -> bool:
+        return self._events >= every
+
+    def take(self) -> dict[str, dict[str, int]]:
+        with self._lock:
+            pending, self._pending, self._events = self._pending, {}, 0
+            return pending
+
+    def restore(self, pending: Mapping[str, Mapping[str, int]]) -> None:
+        """Put back increments whose flush failed, so nothing is lost."""
+        for ns, deltas in pending.items():
+            for name, n in deltas.items():
+                self.add(ns, name, n)
+
+    def peek(self, namespace: str | None) -> dict[str, int]:
+        with self._lock:
+            total = dict.fromkeys(COUNTER_NAMES, 0)
+            for ns, deltas in self._pending.items():
+                if namespace is None or ns == namespace:
+                    for name, n in deltas.items():
+                        total[name] = total.get(name, 0) + n
+            return total
+
+
+def emit(hook: MetricsHook | None, event: str, fields: Mapping[str, Any]) -> None:
+    """Call the metrics hook; a hook that raises is logged, never propagated."""
+    if hook is None:
+        return
+    try:
+        hook(event, fields)
+    except Exception:
+        log.exception("mneme metrics hook raised on %r event; ignoring", event)
