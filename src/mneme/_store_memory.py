@@ -143,6 +143,7 @@ class MemoryStore:
 
     def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
         with self._lock:
+            self._check()
             ids = [self.insert(e) for e in entries]
             # A later duplicate replaced an earlier one in place, so all share its id.
             return ids
