@@ -11,6 +11,7 @@ instead of deadlocking on each other's entry rows; reads never wait.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import threading
@@ -75,6 +76,24 @@ _SQL: dict[str, str] = {
     "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
     "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
     "access_count = EXCLUDED.access_count RETURNING id",
+    "insert_many": "WITH rows AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[]) WITH ORDINALITY AS r(namespace, query_hash, query, response, embedding, "
+    "metadata, created_at, last_accessed_at, ttl, access_count, ord)) "
+    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count) "
+    "SELECT namespace, query_hash, query, response, embedding, metadata::jsonb, created_at, "
+    "last_accessed_at, ttl, access_count FROM rows ORDER BY ord "
+    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
+    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
+    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
+    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
+    "access_count = EXCLUDED.access_count RETURNING namespace, query_hash, id",
+    "by_hashes": "SELECT {columns} FROM {schema}.entries "
+    "WHERE namespace = %s AND query_hash = ANY(%s::text[])",
+    "delete_ids": "WITH d AS (DELETE FROM {schema}.entries WHERE id = ANY(%s::bigint[]) "
+    "RETURNING namespace) SELECT namespace, count(*) FROM d GROUP BY namespace",
+    "oldest": "SELECT min(created_at) FROM {schema}.entries",
     "flush": "UPDATE {schema}.entries e SET last_accessed_at = v.t, "
     "access_count = e.access_count + v.n FROM (SELECT unnest(%s::bigint[]) AS id, "
     "unnest(%s::bigint[]) AS t, unnest(%s::bigint[]) AS n) v WHERE e.id = v.id",
@@ -423,6 +442,66 @@ class PostgresStore:
             # Nothing to flush: the single statement is the whole transaction.
             return self._run("insert", lambda conn: upsert(conn.cursor())[0])
         return self._write("insert", upsert)
+
+    def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
+        self._check()
+        if not entries:
+            return []
+        # One row per key (ON CONFLICT cannot touch a row twice in a statement): the
+        # later entry's values, in the position of the key's first appearance, so new
+        # ids are handed out in input order.
+        latest: dict[tuple[str, str], StoredEntry] = {}
+        for e in entries:
+            latest[(e.namespace, e.query_hash)] = e
+        rows = list(latest.values())
+        columns: list[list[Any]] = [
+            [e.namespace for e in rows],
+            [e.query_hash for e in rows],
+            [e.query for e in rows],
+            [e.response for e in rows],
+            [e.embedding for e in rows],
+            [None if e.metadata is None else json.dumps(e.metadata) for e in rows],
+            [e.created_at for e in rows],
+            [e.last_accessed_at for e in rows],
+            [e.ttl for e in rows],
+            [e.access_count for e in rows],
+        ]
+
+        def upsert(cur: Cursor[Any]) -> tuple[dict[tuple[str, str], int], bool]:
+            cur.execute(self._sql["insert_many"], columns)
+            return {(ns, qh): int(id_) for ns, qh, id_ in cur.fetchall()}, True
+
+        ids = self._write("insert_many", upsert)
+        return [ids[(e.namespace, e.query_hash)] for e in entries]
+
+    def get_many_by_hash(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> dict[str, StoredEntry]:
+        self._check()
+        if not query_hashes:
+            return {}
+        params = [namespace, list(dict.fromkeys(query_hashes))]
+        rows = self._run(
+            "get_many_by_hash", lambda c: c.execute(self._sql["by_hashes"], params).fetchall()
+        )
+        found = (self._overlay(_entry(row)) for row in rows)
+        return {e.query_hash: e for e in found if e is not None}
+
+    def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
+        self._check()
+        if not ids:
+            return {}
+        params = [list(dict.fromkeys(ids))]
+
+        def delete(cur: Cursor[Any]) -> tuple[dict[str, int], bool]:
+            counts = {ns: int(n) for ns, n in cur.execute(self._sql["delete_ids"], params)}
+            return counts, bool(counts)
+
+        return self._write("delete_many", delete)
+
+    def oldest_created_at(self) -> int | None:
+        value = self._scalar("oldest_created_at", "oldest")
+        return None if value is None else int(value)
 
     def update_access(self, id: int, now: int) -> None:
         self._check()
