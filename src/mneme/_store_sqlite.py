@@ -149,7 +149,7 @@ def _create_private(path: str) -> None:
         os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def _connect(path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+def _sqlite_connect(path: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
     # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT.
     return sqlite3.connect(
         path, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri
@@ -257,7 +257,7 @@ class SQLiteStore:
         try:
             if self._path != ":memory:":
                 _create_private(self._path)
-            conn = _connect(self._path, self._timeout)
+            conn = _sqlite_connect(self._path, self._timeout)
         except (OSError, sqlite3.Error) as exc:
             raise self._error("connect", exc) from exc
         try:
@@ -537,7 +537,7 @@ class SQLiteStore:
         if not os.path.isfile(source_path):
             raise CheckpointError(f"cannot restore from {source_path}: no such file")
         try:
-            source = _connect(f"file:{quote(source_path)}?mode=ro", 5.0, uri=True)
+            source = _sqlite_connect(f"file:{quote(source_path)}?mode=ro", 5.0, uri=True)
         except sqlite3.Error as exc:
             raise CheckpointError(f"cannot open {source_path} to restore from: {exc}") from exc
         try:
@@ -577,7 +577,7 @@ def _backup(source: sqlite3.Connection, dest_path: str, timeout: float) -> None:
     even while other connections write); a new destination file gets mode 0600."""
     try:
         _create_private(dest_path)
-        dest = _connect(dest_path, timeout)
+        dest = _sqlite_connect(dest_path, timeout)
     except (OSError, sqlite3.Error) as exc:
         raise CheckpointError(f"cannot create {dest_path}: {exc}") from exc
     try:
