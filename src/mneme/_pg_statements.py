@@ -1,0 +1,101 @@
+"""SQL statements of PostgresStore, as templates.
+
+``{schema}`` becomes the quoted schema identifier and ``{columns}`` the entry columns
+when the store composes them with ``psycopg.sql`` at open; values are always bound
+parameters (``%s``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["COLUMNS", "ITER_VECTORS_SQL", "STATEMENTS"]
+
+COLUMNS = (
+    "id, namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count"
+)
+
+ITER_VECTORS_SQL = (
+    "SELECT id, namespace, embedding FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s"
+)
+"""What the in-process index is rebuilt from: id, namespace, embedding, nothing else."""
+
+STATEMENTS: dict[str, str] = {
+    "lock": "SELECT 1 FROM {schema}.multi_process_state WHERE key = 'version_counter' FOR UPDATE",
+    "bump": "UPDATE {schema}.multi_process_state SET value = (CAST(value AS BIGINT) + 1)::TEXT "
+    "WHERE key = 'version_counter'",
+    "version": "SELECT CAST(value AS BIGINT) FROM {schema}.multi_process_state "
+    "WHERE key = 'version_counter'",
+    # The bump feeds the INSERT, so it runs (and takes the counter lock) first.
+    "insert": "WITH bump AS (UPDATE {schema}.multi_process_state "
+    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1) "
+    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count) "
+    "SELECT %s::text, %s::text, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bigint, "
+    "%s::bigint, %s::bigint, %s::bigint FROM bump "
+    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
+    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
+    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
+    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
+    "access_count = EXCLUDED.access_count RETURNING id",
+    "insert_many": "WITH rows AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[]) WITH ORDINALITY AS r(namespace, query_hash, query, response, embedding, "
+    "metadata, created_at, last_accessed_at, ttl, access_count, ord)) "
+    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
+    "created_at, last_accessed_at, ttl, access_count) "
+    "SELECT namespace, query_hash, query, response, embedding, metadata::jsonb, created_at, "
+    "last_accessed_at, ttl, access_count FROM rows ORDER BY ord "
+    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
+    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
+    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
+    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
+    "access_count = EXCLUDED.access_count RETURNING namespace, query_hash, id",
+    "by_hashes": "SELECT {columns} FROM {schema}.entries "
+    "WHERE namespace = %s AND query_hash = ANY(%s::text[])",
+    "delete_ids": "WITH d AS (DELETE FROM {schema}.entries WHERE id = ANY(%s::bigint[]) "
+    "RETURNING namespace) SELECT namespace, count(*) FROM d GROUP BY namespace",
+    "oldest": "SELECT min(created_at) FROM {schema}.entries",
+    "flush": "UPDATE {schema}.entries e SET last_accessed_at = v.t, "
+    "access_count = e.access_count + v.n FROM (SELECT unnest(%s::bigint[]) AS id, "
+    "unnest(%s::bigint[]) AS t, unnest(%s::bigint[]) AS n) v WHERE e.id = v.id",
+    "by_hash": "SELECT {columns} FROM {schema}.entries WHERE namespace = %s AND query_hash = %s",
+    "by_id": "SELECT {columns} FROM {schema}.entries WHERE id = %s",
+    "since": "SELECT {columns} FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s",
+    "vectors": ITER_VECTORS_SQL,
+    "count": "SELECT count(*) FROM {schema}.entries",
+    "count_ns": "SELECT count(*) FROM {schema}.entries WHERE namespace = %s",
+    "namespaces": "SELECT DISTINCT namespace FROM {schema}.entries",
+    "lru": "SELECT id FROM {schema}.entries ORDER BY last_accessed_at, id LIMIT %s",
+    "lru_ns": "SELECT id FROM {schema}.entries WHERE namespace = %s "
+    "ORDER BY last_accessed_at, id LIMIT %s",
+    "delete_id": "DELETE FROM {schema}.entries WHERE id = %s",
+    "delete_expired": "DELETE FROM {schema}.entries "
+    "WHERE ttl IS NOT NULL AND created_at <= %s - ttl",
+    "delete_expired_ns": "DELETE FROM {schema}.entries "
+    "WHERE ttl IS NOT NULL AND created_at <= %s - ttl AND namespace = %s",
+    "clear_ns": "DELETE FROM {schema}.entries WHERE namespace = %s",
+    "quota_set": "INSERT INTO {schema}.namespace_quotas (namespace, max_entries) VALUES (%s, %s) "
+    "ON CONFLICT (namespace) DO UPDATE SET max_entries = EXCLUDED.max_entries",
+    "quota_del": "DELETE FROM {schema}.namespace_quotas WHERE namespace = %s",
+    "quota_get": "SELECT max_entries FROM {schema}.namespace_quotas WHERE namespace = %s",
+    "meta_get": "SELECT value FROM {schema}.schema_meta WHERE key = %s",
+    "meta_set": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    "meta_default": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
+    "ON CONFLICT (key) DO NOTHING",
+    "counters_add": "INSERT INTO {schema}.cache_counters AS c (namespace, name, value) "
+    "SELECT %s, n, v FROM unnest(%s::text[], %s::bigint[]) AS t(n, v) "
+    "ON CONFLICT (namespace, name) DO UPDATE SET value = c.value + EXCLUDED.value",
+    "counters": "SELECT name, sum(value)::bigint FROM {schema}.cache_counters GROUP BY name",
+    "counters_ns": "SELECT name, value FROM {schema}.cache_counters WHERE namespace = %s",
+    "integrity": "SELECT "
+    "(SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename IN "
+    "('entries', 'cache_counters', 'namespace_quotas', 'multi_process_state', 'schema_meta')), "
+    "(SELECT bool_and(i.indisvalid AND i.indisunique) FROM pg_catalog.pg_index i "
+    "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n "
+    "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'idx_entries_ns_hash'), "
+    "(SELECT value FROM {schema}.multi_process_state WHERE key = 'version_counter'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_fingerprint'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_dim'), "
+    "(SELECT value FROM {schema}.schema_meta WHERE key = 'schema_version')",
+}
