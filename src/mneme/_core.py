@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,36 @@ def prepare_put(
     text, qhash = config.key(query)
     vec = None if embedding is None else unit_vector(embedding, dim)
     return PreparedPut(ns, query, text, qhash, response, meta, entry_ttl, vec)  # type: ignore[arg-type]
+
+
+_ITEM_KEYS = frozenset({"query", "response", "embedding", "metadata", "ttl", "namespace"})
+
+
+def prepare_put_items(
+    config: CacheConfig, items: Iterable[Mapping[str, Any]], namespace: str, dim: int
+) -> list[PreparedPut]:
+    """Validate every put_many item before anything is stored."""
+    prepared: list[PreparedPut] = []
+    for n, item in enumerate(items):
+        unknown = set(item) - _ITEM_KEYS
+        if unknown or "query" not in item or "response" not in item:
+            raise ValueError(
+                f"put_many item {n} needs keys 'query' and 'response' (optional: "
+                f"embedding, metadata, ttl, namespace); unknown: {sorted(unknown)}"
+            )
+        prepared.append(
+            prepare_put(
+                config,
+                item["query"],
+                item["response"],
+                namespace=item.get("namespace", namespace),
+                metadata=item.get("metadata"),
+                ttl=item.get("ttl"),
+                embedding=item.get("embedding"),
+                dim=dim,
+            )
+        )
+    return prepared
 
 
 def embedder_vector(raw: object, dim: int) -> npt.NDArray[np.float32]:

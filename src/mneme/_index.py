@@ -8,7 +8,7 @@ memory as float32, float16 or int8 (symmetric, scale 127); stores keep float32.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -69,7 +69,8 @@ def check_dtype(dtype: str) -> str:
 def quantize(vectors: npt.NDArray[np.float32], dtype: str) -> npt.NDArray[np.generic]:
     if dtype == "int8":
         return np.clip(np.rint(vectors * _INT8_SCALE), -127, 127).astype(np.int8)
-    return vectors.astype(_DTYPES[dtype])
+    out: npt.NDArray[np.generic] = vectors.astype(_DTYPES[dtype])
+    return out
 
 
 def _dot(
@@ -77,7 +78,7 @@ def _dot(
 ) -> npt.NDArray[np.float32]:
     """block @ query in float32, converting low-precision rows a chunk at a time."""
     if dtype == "float32":
-        return block @ query  # type: ignore[no-any-return]
+        return np.asarray(block.astype(np.float32, copy=False) @ query, dtype=np.float32)
     out = np.empty(block.shape[0], dtype=np.float32)
     for start in range(0, block.shape[0], _CHUNK):
         out[start : start + _CHUNK] = block[start : start + _CHUNK].astype(np.float32) @ query
@@ -327,10 +328,8 @@ class HnswIndex:
     @property
     def memory_bytes(self) -> int:
         per = self.dim * 4 + self._m * 2 * 4 + 16
-        return sum(
-            g.get_max_elements() * per
-            for g in self._graphs.values()  # type: ignore[attr-defined]
-        )
+        graphs: list[Any] = list(self._graphs.values())
+        return sum(g.get_max_elements() * per for g in graphs)
 
     @property
     def tombstone_count(self) -> int:

@@ -33,7 +33,7 @@ def query_hash(normalized: str) -> str:
 
 def default_confidence(similarity: float, age_seconds: float, _metadata: object) -> float:
     """Similarity halved for every day of age."""
-    return similarity * 0.5 ** (age_seconds / HALF_LIFE_SECONDS)
+    return float(similarity * 0.5 ** (age_seconds / HALF_LIFE_SECONDS))
 
 
 def default_validator(response: str) -> bool:

@@ -1,0 +1,459 @@
+"""The cache's operations as sans-I/O generators.
+
+Each flow yields ``StoreCall`` and ``EmbedCall`` requests and receives their results;
+``SemanticCache`` runs them with plain calls and ``AsyncSemanticCache`` with awaits,
+so both caches follow one implementation of every rule. Index and counter work is
+in-process and happens inside the flows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._core import (
+    CacheConfig,
+    Counters,
+    PreparedPut,
+    build_entry,
+    decide_semantic,
+    dedupe_batch,
+    embedder_vector,
+    emit,
+    exact_hit,
+)
+from ._errors import EmbedderDimensionError
+from ._index import Index, make_index
+from ._policy import TOP_K, eviction_batch, from_bytes, unit_vector
+from ._types import Health, Hit, Stats, StoredEntry
+
+log = logging.getLogger("mneme")
+
+_INDEX_LOAD_BATCH = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCall:
+    """Call ``store.<name>(*args, **kwargs)`` and send back the result."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedCall:
+    """Embed ``texts`` (one call to ``embed_many`` when ``batch`` and the embedder has
+    it, else one ``embed`` per text) and send back the raw vectors, or the exception
+    the embedder raised when ``capture`` is set."""
+
+    texts: tuple[str, ...]
+    batch: bool = False
+    capture: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NextChunk:
+    """Take up to ``n`` more items from an iterator a store call returned (sync or
+    async), and send them back as a list (empty when it is exhausted)."""
+
+    source: Any
+    n: int
+
+
+Call = StoreCall | EmbedCall | NextChunk
+Flow = Generator[Call, Any, Any]
+
+
+@dataclass(slots=True)
+class CacheState:
+    """What a cache knows between calls, shared by both shells."""
+
+    config: CacheConfig
+    dim: int
+    fingerprint: str
+    threshold: float
+    search_store: bool
+    index_label: str
+    counters: Counters = field(default_factory=Counters)
+    index: Index | None = None
+    quotas: dict[str, int | None] = field(default_factory=dict)
+    seen_version: int = 0
+
+
+# -- opening ---------------------------------------------------------------------
+
+
+def open_flow(st: CacheState) -> Flow:
+    for ns, quota in st.config.namespace_quotas.items():
+        yield StoreCall("set_namespace_quota", (ns, quota))
+        st.quotas[ns] = quota
+    if not st.search_store:
+        yield from rebuild_index(st)
+
+
+def rebuild_index(st: CacheState) -> Flow:
+    """Build the in-process index from id, namespace and embedding only."""
+    st.seen_version = yield StoreCall("read_version_counter")
+    entries = yield StoreCall("count")
+    index = make_index(
+        st.config.index_backend, st.dim, st.config.vector_dtype, entries, st.config.index_options
+    )
+    rows = yield StoreCall("iter_vectors", (0,))
+    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+        _fill(index, chunk, st.dim)
+    st.index = index
+
+
+def _fill(index: Index, rows: Sequence[tuple[int, str, bytes]], dim: int) -> None:
+    good = [r for r in rows if len(r[2]) == 4 * dim]
+    if len(good) < len(rows):
+        log.warning(
+            "mneme: skipped %d entries whose embedding has the wrong size", len(rows) - len(good)
+        )
+    if good:
+        matrix = np.frombuffer(b"".join(r[2] for r in good), dtype="<f4").reshape(-1, dim)
+        index.add([r[0] for r in good], [r[1] for r in good], matrix.astype(np.float32))
+
+
+def catch_up(st: CacheState, now_monotonic: float, last_check: float) -> Flow:
+    """stale-tolerant mode: when the store's version counter moved, rebuild the index
+    so other processes' inserts, replacements and deletions are all reflected.
+    Returns the time of this check, or ``last_check`` when it was not due."""
+    if st.config.multi_process_mode != "stale-tolerant" or st.index is None:
+        return last_check
+    if now_monotonic - last_check < st.config.stale_check_interval:
+        return last_check
+    version = yield StoreCall("read_version_counter")
+    if version != st.seen_version:
+        yield from rebuild_index(st)
+    return now_monotonic
+
+
+# -- lookups ---------------------------------------------------------------------
+
+
+def get_flow(st: CacheState, ns: str, text: str, qhash: str, embedding: Any, now: int) -> Flow:
+    entry = yield StoreCall("get_by_hash", (ns, qhash))
+    hit = yield from _exact(st, ns, entry, now)
+    if hit is not None:
+        return hit
+    vector, reason = yield from _query_vectors(st, [text], embedding)
+    return (yield from _semantic(st, ns, vector[0], reason[0], now))
+
+
+def get_many_flow(st: CacheState, ns: str, keys: Sequence[tuple[str, str]], now: int) -> Flow:
+    found: dict[str, StoredEntry] = yield StoreCall(
+        "get_many_by_hash", (ns, list(dict.fromkeys(h for _, h in keys)))
+    )
+    results: list[Hit | None] = [None] * len(keys)
+    pending: list[int] = []
+    for i, (_, qhash) in enumerate(keys):
+        results[i] = yield from _exact(st, ns, found.get(qhash), now)
+        if results[i] is None:
+            pending.append(i)
+            found.pop(qhash, None)  # expired and deleted: a repeat later misses too
+    vectors, reasons = yield from _query_vectors(st, [keys[i][0] for i in pending], None)
+    for i, vector, reason in zip(pending, vectors, reasons, strict=True):
+        results[i] = yield from _semantic(st, ns, vector, reason, now)
+    return results
+
+
+def _exact(st: CacheState, ns: str, entry: StoredEntry | None, now: int) -> Flow:
+    if entry is None:
+        return None
+    if entry.is_expired(now):
+        yield from _delete_ids(st, [entry.id], expired=True)
+        return None
+    yield StoreCall("update_access", (entry.id, now))
+    hit = exact_hit(entry, now)
+    yield from _record_hit(st, hit)
+    return hit
+
+
+def _query_vectors(st: CacheState, texts: list[str], embedding: Any) -> Flow:
+    """Vectors (or None) with a miss reason for each text; never raises."""
+    if not texts:
+        return [], []
+    if embedding is not None:
+        vec, reason = _checked(embedding, st.dim, user=True)
+        return [vec], [reason]
+    raw = yield EmbedCall(tuple(texts), batch=len(texts) > 1, capture=True)
+    if isinstance(raw, BaseException):
+        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        return [None] * len(texts), ["embedder_failure"] * len(texts)
+    pairs = [_checked(r, st.dim, user=False) for r in raw]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _checked(
+    raw: Any, dim: int, *, user: bool
+) -> tuple[npt.NDArray[np.float32] | None, str | None]:
+    if isinstance(raw, BaseException):
+        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        return None, "embedder_failure"
+    try:
+        return unit_vector(raw, dim), None
+    except EmbedderDimensionError:
+        return None, "dim_mismatch"
+    except ValueError:
+        return None, "invalid_embedding" if user else "embedder_failure"
+
+
+def _semantic(
+    st: CacheState, ns: str, vector: npt.NDArray[np.float32] | None, reason: str | None, now: int
+) -> Flow:
+    if vector is None or not np.any(vector):
+        yield from _record_miss(st, ns, reason or "no_match")
+        return None
+    candidates = yield from _candidates(st, ns, vector, now)
+    decision = decide_semantic(st.config, candidates, now, st.threshold)
+    if decision.expired:
+        yield from _delete_ids(st, decision.expired, expired=True)
+    if decision.invalid:
+        yield from _delete_ids(st, decision.invalid, expired=False)
+    if decision.hit is None or decision.hit_id is None:
+        yield from _record_miss(st, ns, decision.miss_reason or "no_match")
+        return None
+    yield StoreCall("update_access", (decision.hit_id, now))
+    yield from _record_hit(st, decision.hit)
+    return decision.hit
+
+
+def _candidates(st: CacheState, ns: str, vector: npt.NDArray[np.float32], now: int) -> Flow:
+    if st.search_store:
+        found: list[tuple[StoredEntry, float]] = yield StoreCall(
+            "search", (ns, vector), {"k": TOP_K, "now": now}
+        )
+        return found
+    assert st.index is not None
+    out: list[tuple[StoredEntry, float]] = []
+    for id_, similarity in st.index.search(ns, vector, TOP_K):
+        entry = yield StoreCall("get_by_id", (id_,))
+        if entry is None or entry.namespace != ns:
+            st.index.remove(id_)  # deleted by another process or by vacuum
+            continue
+        out.append((entry, similarity))
+    return out
+
+
+# -- writes ----------------------------------------------------------------------
+
+
+def put_flow(st: CacheState, prepared: Sequence[PreparedPut], now: int, *, batch: bool) -> Flow:
+    """Embed what has no embedding, write in one store call, index, evict."""
+    todo = [p for p in prepared if p.embedding is None]
+    vectors: dict[int, npt.NDArray[np.float32]] = {}
+    if todo:
+        raw = yield EmbedCall(tuple(p.text for p in todo), batch=batch)
+        if len(raw) != len(todo):
+            raise EmbedderDimensionError(
+                f"the embedder returned {len(raw)} vectors for {len(todo)} texts (dim mismatch)"
+            )
+        vectors = {id(p): embedder_vector(r, st.dim) for p, r in zip(todo, raw, strict=True)}
+    entries = dedupe_batch(
+        [
+            build_entry(p, p.embedding if p.embedding is not None else vectors[id(p)], now)
+            for p in prepared
+        ]
+    )
+    if batch:
+        ids: list[int] = yield StoreCall("insert_many", (entries,))
+    else:
+        ids = [(yield StoreCall("insert", (entries[0],)))]
+    if st.index is not None:
+        st.index.add(
+            ids,
+            [e.namespace for e in entries],
+            np.stack([from_bytes(e.embedding) for e in entries]),
+        )
+    yield from _after_write(st, {e.namespace for e in entries})
+
+
+def load_flow(st: CacheState, entries: Sequence[StoredEntry]) -> Flow:
+    """Insert entries as they are (a dump being loaded)."""
+    if not entries:
+        return
+    ids: list[int] = yield StoreCall("insert_many", (list(entries),))
+    if st.index is not None:
+        st.index.add(
+            ids,
+            [e.namespace for e in entries],
+            np.stack([from_bytes(e.embedding) for e in entries]),
+        )
+
+
+def delete_flow(st: CacheState, ns: str, qhash: str) -> Flow:
+    entry = yield StoreCall("get_by_hash", (ns, qhash))
+    if entry is None:
+        return False
+    deleted: bool = yield StoreCall("delete_by_id", (entry.id,))
+    if st.index is not None:
+        st.index.remove(entry.id)
+    return deleted
+
+
+def _delete_ids(st: CacheState, ids: Sequence[int], *, expired: bool) -> Flow:
+    counts: dict[str, int] = yield StoreCall("delete_many", (list(ids),))
+    if st.index is not None:
+        for id_ in ids:
+            st.index.remove(id_)
+    if expired:
+        for ns, n in counts.items():
+            st.counters.add(ns, "expirations", n)
+            emit(st.config.metrics_hook, "expired", {"namespace": ns, "count": n})
+
+
+def _after_write(st: CacheState, namespaces: set[str]) -> Flow:
+    """Evict what quotas and max_entries demand, then flush counters."""
+    over_quota = False
+    for ns in sorted(namespaces):
+        if ns not in st.quotas:
+            st.quotas[ns] = yield StoreCall("get_namespace_quota", (ns,))
+        quota = st.quotas[ns]
+        if quota is not None:
+            over_quota |= yield from _evict(st, ns, quota)
+    if not over_quota and st.config.max_entries is not None:
+        yield from _evict(st, None, st.config.max_entries)
+    yield from flush_counters(st)
+
+
+def _evict(st: CacheState, ns: str | None, cap: int) -> Flow:
+    batch = eviction_batch((yield StoreCall("count", (ns,))), cap)
+    if not batch:
+        return False
+    ids: list[int] = yield StoreCall("iter_lru_ids", (batch, ns))
+    counts: dict[str, int] = yield StoreCall("delete_many", (ids,))
+    if st.index is not None:
+        for id_ in ids:
+            st.index.remove(id_)
+    for evicted_ns, n in counts.items():
+        st.counters.add(evicted_ns, "evictions", n)
+        emit(st.config.metrics_hook, "eviction", {"namespace": evicted_ns, "count": n})
+    return True
+
+
+# -- counters --------------------------------------------------------------------
+
+
+def _record_hit(st: CacheState, hit: Hit) -> Flow:
+    st.counters.add(hit.namespace, "hits_exact" if hit.layer == "exact" else "hits_semantic")
+    emit(
+        st.config.metrics_hook,
+        "hit",
+        {
+            "namespace": hit.namespace,
+            "layer": hit.layer,
+            "similarity": hit.similarity,
+            "confidence": hit.confidence,
+            "age_seconds": hit.age_seconds,
+        },
+    )
+    if st.counters.should_flush():
+        yield from flush_counters(st)
+
+
+def _record_miss(st: CacheState, ns: str, reason: str) -> Flow:
+    st.counters.add(ns, "misses")
+    emit(st.config.metrics_hook, "miss", {"namespace": ns, "reason": reason})
+    if st.counters.should_flush():
+        yield from flush_counters(st)
+
+
+def flush_counters(st: CacheState) -> Flow:
+    pending = st.counters.take()
+    try:
+        for ns, deltas in pending.items():
+            yield StoreCall("add_counters", (ns, deltas))
+    except BaseException:
+        st.counters.restore(pending)
+        raise
+
+
+# -- maintenance and introspection ----------------------------------------------
+
+
+def vacuum_flow(st: CacheState, namespace: str | None, compact: bool, now: int) -> Flow:
+    if namespace is not None:
+        namespaces = [namespace]
+    else:
+        namespaces = yield StoreCall("list_namespaces")
+    total = 0
+    for ns in namespaces:
+        n: int = yield StoreCall("delete_expired", (now, ns))
+        if n:
+            total += n
+            st.counters.add(ns, "expirations", n)
+            emit(st.config.metrics_hook, "expired", {"namespace": ns, "count": n})
+    if total and st.index is not None:
+        yield from rebuild_index(st)  # drop the rows the store no longer has
+    if compact and st.index is not None:
+        st.index.compact()
+    yield from flush_counters(st)
+    return total
+
+
+def clear_namespace_flow(st: CacheState, ns: str) -> Flow:
+    n: int = yield StoreCall("clear_namespace", (ns,))
+    if st.index is not None:
+        st.index.remove_namespace(ns)
+    return n
+
+
+def clear_flow(st: CacheState) -> Flow:
+    total = 0
+    for ns in (yield StoreCall("list_namespaces")):
+        total += yield from clear_namespace_flow(st, ns)
+    return total
+
+
+def stats_flow(st: CacheState, ns: str | None) -> Flow:
+    counters: dict[str, int] = yield StoreCall("read_counters", (ns,))
+    for name, n in st.counters.peek(ns).items():
+        counters[name] = counters.get(name, 0) + n
+    entries: int = yield StoreCall("count", (ns,))
+    index_bytes = None if st.index is None else st.index.memory_bytes
+    return Stats(
+        namespace=ns,
+        entries=entries,
+        hits_exact=counters.get("hits_exact", 0),
+        hits_semantic=counters.get("hits_semantic", 0),
+        misses=counters.get("misses", 0),
+        evictions=counters.get("evictions", 0),
+        expirations=counters.get("expirations", 0),
+        embedder_fingerprint=st.fingerprint,
+        vector_dtype=st.config.vector_dtype,  # type: ignore[arg-type]
+        memory_bytes_estimate=index_bytes or 0,
+        index_memory_bytes=index_bytes,
+        index_tombstone_count=None if st.index is None else st.index.tombstone_count,
+    )
+
+
+def health_flow(st: CacheState, now: int, store_backend: str, schema_version: int) -> Flow:
+    try:
+        integrity: bool = yield StoreCall("integrity_check")
+    except Exception:
+        log.exception("mneme: integrity check failed")
+        integrity = False
+    fingerprint_ok = (yield StoreCall("read_meta", ("embedder_fingerprint",))) == st.fingerprint
+    oldest: int | None = yield StoreCall("oldest_created_at")
+    entries: int = yield StoreCall("count")
+    namespaces: list[str] = yield StoreCall("list_namespaces")
+    return Health(
+        healthy=integrity and fingerprint_ok,
+        schema_version=schema_version,
+        integrity_ok=integrity,
+        embedder_fingerprint_match=fingerprint_ok,
+        entries=entries,
+        namespaces=len(namespaces),
+        oldest_entry_age_seconds=None if oldest is None else float(max(now - oldest, 0)),
+        index_backend=st.index_label if st.index is None else st.index.backend_label,
+        store_backend=store_backend,
+        vector_dtype=st.config.vector_dtype,  # type: ignore[arg-type]
+        multi_process_mode=st.config.multi_process_mode,  # type: ignore[arg-type]
+    )
