@@ -67,9 +67,11 @@ def check_dtype(dtype: str) -> str:
 
 
 def quantize(vectors: npt.NDArray[np.float32], dtype: str) -> npt.NDArray[np.generic]:
+    out: npt.NDArray[np.generic]
     if dtype == "int8":
-        return np.clip(np.rint(vectors * _INT8_SCALE), -127, 127).astype(np.int8)
-    out: npt.NDArray[np.generic] = vectors.astype(_DTYPES[dtype])
+        out = np.clip(np.rint(vectors * _INT8_SCALE), -127, 127).astype(np.int8)
+    else:
+        out = vectors.astype(_DTYPES[dtype])
     return out
 
 
