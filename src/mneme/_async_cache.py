@@ -1,5 +1,382 @@
-"""Placeholder while the module is written."""
+"""AsyncSemanticCache: the asyncio shell over the same flows as SemanticCache.
+
+Stores with native coroutines (``AsyncStore``, e.g. Postgres on psycopg's async
+connections) are awaited directly; plain stores run in worker threads. Each operation
+runs to completion in its own task: cancelling the caller abandons the wait, never the
+work, so a cancelled call leaves no half-written state behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _flows as flows
+from ._cache import refuse_mmap_shared
+from ._core import CacheConfig, prepare_put, prepare_put_items
+from ._embedder import AsyncEmbedder, Embedder
+from ._errors import CacheClosedError
+from ._index import check_dtype
+from ._policy import check_namespace, check_threshold
+from ._store import (
+    AsyncCapableStore,
+    AsyncStore,
+    AsyncVectorSearchStore,
+    Store,
+    VectorSearchStore,
+)
+from ._store_sqlite import SQLiteStore
+from ._types import (
+    ConfidenceFn,
+    Health,
+    Hit,
+    IndexBackend,
+    MetricsHook,
+    MultiProcessMode,
+    Stats,
+    Validator,
+    VectorDtype,
+)
+
+__all__ = ["AsyncSemanticCache"]
+
+
+class _NoLock:
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
 
 
 class AsyncSemanticCache:
-    pass
+    """The async twin of ``SemanticCache``: same constructor, same methods, awaited.
+
+    Construct it, then ``await cache.open()`` or use ``async with``. The embedder may
+    be sync (run in a thread) or async.
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        embedder: Embedder | AsyncEmbedder | None = None,
+        *,
+        store: Store | AsyncStore | None = None,
+        similarity_threshold: float = 0.85,
+        default_ttl: float | None = None,
+        max_entries: int | None = None,
+        namespace_quotas: Mapping[str, int] | None = None,
+        confidence_fn: ConfidenceFn | None = None,
+        validator: Validator | None = None,
+        metrics_hook: MetricsHook | None = None,
+        normalize: bool = True,
+        index_backend: IndexBackend = "auto",
+        index_options: Mapping[str, int] | None = None,
+        vector_dtype: VectorDtype = "float32",
+        multi_process_mode: MultiProcessMode = "single",
+        stale_check_interval: float = 0.0,
+        max_query_bytes: int = 32_768,
+        max_response_bytes: int = 4_194_304,
+        max_metadata_bytes: int = 65_536,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if (path is None) == (store is None):
+            raise ValueError("AsyncSemanticCache needs exactly one of path= or store=")
+        if embedder is None:
+            raise ValueError("AsyncSemanticCache needs an embedder (embedder=...)")
+        config = CacheConfig.build(
+            similarity_threshold=similarity_threshold,
+            default_ttl=default_ttl,
+            max_entries=max_entries,
+            namespace_quotas=namespace_quotas,
+            confidence_fn=confidence_fn,
+            validator=validator,
+            metrics_hook=metrics_hook,
+            normalize=normalize,
+            index_backend=index_backend,
+            index_options=index_options,
+            vector_dtype=vector_dtype,
+            multi_process_mode=multi_process_mode,
+            stale_check_interval=stale_check_interval,
+            max_query_bytes=max_query_bytes,
+            max_response_bytes=max_response_bytes,
+            max_metadata_bytes=max_metadata_bytes,
+        )
+        refuse_mmap_shared(multi_process_mode)
+        if store is None:
+            store = SQLiteStore(path)  # type: ignore[arg-type]
+        if isinstance(store, AsyncCapableStore):
+            store = store.to_async()
+        self._store: Any = store
+        self._native = isinstance(store, AsyncStore) and asyncio.iscoroutinefunction(store.open)
+        self._embedder = embedder
+        self._async_embed = asyncio.iscoroutinefunction(embedder.embed)
+        self._clock = clock
+        search = isinstance(store, VectorSearchStore | AsyncVectorSearchStore)
+        self._state = flows.CacheState(
+            config=config,
+            dim=int(embedder.dim),
+            fingerprint=embedder.fingerprint,
+            threshold=config.similarity_threshold,
+            search_store=search,
+            index_label=store.index_label if search else "none",  # type: ignore[union-attr]
+        )
+        self._lock: asyncio.Lock | _NoLock = _NoLock() if search else asyncio.Lock()
+        self._last_stale_check = 0.0
+        self._opened = False
+        self._closed = False
+
+    # -- lifecycle --------------------------------------------------------------
+
+    async def open(self) -> AsyncSemanticCache:
+        """Open the store and build what the cache needs; idempotent."""
+        if self._closed:
+            raise CacheClosedError("this AsyncSemanticCache is closed")
+        if self._opened:
+            return self
+        await self._store_call("open", self._state.fingerprint, self._state.dim)
+        try:
+            await self._drive(flows.open_flow(self._state))
+        except BaseException:
+            await self._store_call("close")
+            raise
+        self._opened = True
+        return self
+
+    async def close(self) -> None:
+        """Flush counters and close the store; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._opened:
+            return
+        async with self._lock:
+            try:
+                await self._drive(flows.flush_counters(self._state))
+            finally:
+                self._state.index = None
+                await self._store_call("close")
+
+    async def __aenter__(self) -> AsyncSemanticCache:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _check_open(self) -> None:
+        if self._closed or not self._opened:
+            state = "closed" if self._closed else "not open yet (await cache.open())"
+            raise CacheClosedError(f"this AsyncSemanticCache is {state}")
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    # -- running flows ----------------------------------------------------------
+
+    async def _store_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        method = getattr(self._store, name)
+        if self._native:
+            return await method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def _perform(self, call: flows.Call) -> Any:
+        if isinstance(call, flows.StoreCall):
+            return await self._store_call(call.name, *call.args, **call.kwargs)
+        if isinstance(call, flows.NextChunk):
+            return await _take(call.source, call.n)
+        try:
+            return await self._embed(call)
+        except Exception as exc:
+            if call.capture:
+                return exc
+            raise
+
+    async def _embed(self, call: flows.EmbedCall) -> list[Any]:
+        embedder: Any = self._embedder
+        if call.batch and hasattr(embedder, "embed_many"):
+            many = embedder.embed_many
+            if asyncio.iscoroutinefunction(many):
+                return list(np.asarray(await many(list(call.texts))))
+            return list(np.asarray(await asyncio.to_thread(many, list(call.texts))))
+        if self._async_embed:
+            return [await embedder.embed(t) for t in call.texts]
+        return await asyncio.to_thread(lambda: [embedder.embed(t) for t in call.texts])
+
+    async def _drive(self, flow: flows.Flow) -> Any:
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                call = flow.throw(error) if error is not None else flow.send(result)
+            except StopIteration as stop:
+                return stop.value
+            result, error = None, None
+            try:
+                result = await self._perform(call)
+            except Exception as exc:
+                error = exc
+
+    async def _call(self, flow: flows.Flow) -> Any:
+        self._check_open()
+        task = asyncio.ensure_future(self._locked(flow))
+        # shield: a cancelled caller stops waiting, the operation still finishes.
+        return await asyncio.shield(task)
+
+    async def _locked(self, flow: flows.Flow) -> Any:
+        async with self._lock:
+            self._last_stale_check = await self._drive(
+                flows.catch_up(self._state, time.monotonic(), self._last_stale_check)
+            )
+            return await self._drive(flow)
+
+    # -- lookups ----------------------------------------------------------------
+
+    async def get(
+        self,
+        query: str,
+        *,
+        embedding: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        bypass: bool = False,
+    ) -> Hit | None:
+        self._check_open()
+        ns = check_namespace(namespace)
+        text, qhash = self._state.config.key(query)
+        if bypass:
+            return None
+        hit: Hit | None = await self._call(
+            flows.get_flow(self._state, ns, text, qhash, embedding, self._now())
+        )
+        return hit
+
+    async def get_many(
+        self, queries: Sequence[str], *, namespace: str = "default"
+    ) -> list[Hit | None]:
+        self._check_open()
+        ns = check_namespace(namespace)
+        keys = [self._state.config.key(q) for q in queries]
+        if not keys:
+            return []
+        hits: list[Hit | None] = await self._call(
+            flows.get_many_flow(self._state, ns, keys, self._now())
+        )
+        return hits
+
+    # -- writes -----------------------------------------------------------------
+
+    async def put(
+        self,
+        query: str,
+        response: str,
+        *,
+        embedding: npt.ArrayLike | None = None,
+        namespace: str = "default",
+        metadata: Mapping[str, Any] | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        self._check_open()
+        p = prepare_put(
+            self._state.config,
+            query,
+            response,
+            namespace=namespace,
+            metadata=metadata,
+            ttl=ttl,
+            embedding=embedding,
+            dim=self._state.dim,
+        )
+        await self._call(flows.put_flow(self._state, [p], self._now(), batch=False))
+
+    async def put_many(
+        self, items: Iterable[Mapping[str, Any]], *, namespace: str = "default"
+    ) -> None:
+        self._check_open()
+        prepared = prepare_put_items(self._state.config, items, namespace, self._state.dim)
+        if prepared:
+            await self._call(flows.put_flow(self._state, prepared, self._now(), batch=True))
+
+    async def delete(self, query: str, *, namespace: str = "default") -> bool:
+        self._check_open()
+        ns = check_namespace(namespace)
+        _, qhash = self._state.config.key(query)
+        deleted: bool = await self._call(flows.delete_flow(self._state, ns, qhash))
+        return deleted
+
+    # -- maintenance and introspection -----------------------------------------
+
+    async def vacuum(self, *, namespace: str | None = None, compact: bool = True) -> int:
+        self._check_open()
+        ns = None if namespace is None else check_namespace(namespace)
+        n: int = await self._call(flows.vacuum_flow(self._state, ns, compact, self._now()))
+        return n
+
+    async def compact(self) -> int:
+        self._check_open()
+        async with self._lock:
+            index = self._state.index
+            return 0 if index is None else index.compact()
+
+    async def stats(self, *, namespace: str | None = None) -> Stats:
+        self._check_open()
+        ns = None if namespace is None else check_namespace(namespace)
+        stats: Stats = await self._call(flows.stats_flow(self._state, ns))
+        return stats
+
+    async def health(self) -> Health:
+        self._check_open()
+        health: Health = await self._call(
+            flows.health_flow(
+                self._state, self._now(), self._store.backend_label, self._store.schema_version
+            )
+        )
+        return health
+
+    async def list_namespaces(self) -> list[str]:
+        self._check_open()
+        namespaces: list[str] = await self._store_call("list_namespaces")
+        return namespaces
+
+    async def clear_namespace(self, namespace: str) -> int:
+        self._check_open()
+        ns = check_namespace(namespace)
+        n: int = await self._call(flows.clear_namespace_flow(self._state, ns))
+        return n
+
+    async def clear(self) -> int:
+        self._check_open()
+        n: int = await self._call(flows.clear_flow(self._state))
+        return n
+
+    async def requantize(self, dtype: VectorDtype) -> None:
+        self._check_open()
+        check_dtype(dtype)
+        async with self._lock:
+            self._state.config.vector_dtype = dtype
+            if self._state.index is not None:
+                await self._drive(flows.rebuild_index(self._state))
+
+    @property
+    def similarity_threshold(self) -> float:
+        return self._state.threshold
+
+    def set_similarity_threshold(self, value: float) -> None:
+        self._check_open()
+        self._state.threshold = check_threshold(value)
+
+
+async def _take(source: Any, n: int) -> list[Any]:
+    """Up to n items from a sync or async iterator."""
+    if hasattr(source, "__anext__"):
+        out: list[Any] = []
+        async for item in source:
+            out.append(item)
+            if len(out) >= n:
+                break
+        return out
+    return await asyncio.to_thread(lambda: list(itertools.islice(source, n)))

@@ -132,3 +132,37 @@ class VectorSearchStore(Store, Protocol):
         """The ``k`` nearest non-expired entries of ``namespace`` to the unit
         ``vector`` with their cosine similarity, best first. Entries with a zero
         embedding are never returned."""
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """A store whose methods are coroutines (same names and meaning as ``Store``).
+
+    ``AsyncSemanticCache`` awaits these directly; a plain ``Store`` is run in worker
+    threads instead. ``iter_vectors`` returns an async iterator.
+    """
+
+    backend_label: str
+    schema_version: int
+
+    async def open(self, embedder_fingerprint: str, embedder_dim: int) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class AsyncVectorSearchStore(AsyncStore, Protocol):
+    """``VectorSearchStore`` for async stores: ``search`` is a coroutine."""
+
+    index_label: str
+
+    async def search(
+        self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
+    ) -> list[tuple[StoredEntry, float]]: ...
+
+
+@runtime_checkable
+class AsyncCapableStore(Protocol):
+    """A sync store that can hand the async cache a native async twin of itself."""
+
+    def to_async(self) -> AsyncStore: ...
