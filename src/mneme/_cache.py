@@ -337,6 +337,7 @@ class SemanticCache:
         return self._state.threshold
 
     def set_similarity_threshold(self, value: float) -> None:
+        self._check_open()
         self._state.threshold = check_threshold(value)
 
     # -- portable dumps ---------------------------------------------------------

@@ -3,6 +3,7 @@ decision, counters and metrics. No I/O here; the shells do the talking to stores
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -230,6 +231,12 @@ def dedupe_batch(entries: Sequence[StoredEntry]) -> list[StoredEntry]:
     return list(last.values())
 
 
+def _own(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Hit's own copy of the metadata: a caller changing it must not change what
+    the store (MemoryStore keeps the very dict) serves next time."""
+    return copy.deepcopy(metadata)
+
+
 def exact_hit(entry: StoredEntry, now: int) -> Hit:
     return Hit(
         response=entry.response,
@@ -238,7 +245,7 @@ def exact_hit(entry: StoredEntry, now: int) -> Hit:
         age_seconds=float(max(now - entry.created_at, 0)),
         layer="exact",
         namespace=entry.namespace,
-        metadata=entry.metadata,
+        metadata=_own(entry.metadata),
     )
 
 
@@ -283,7 +290,7 @@ def decide_semantic(
             age_seconds=age,
             layer="semantic",
             namespace=entry.namespace,
-            metadata=entry.metadata,
+            metadata=_own(entry.metadata),
         )
         d.hit_id = entry.id
         return d

@@ -148,19 +148,32 @@ def get_flow(st: CacheState, ns: str, text: str, qhash: str, embedding: Any, now
 
 
 def get_many_flow(st: CacheState, ns: str, keys: Sequence[tuple[str, str]], now: int) -> Flow:
+    """Same results as a loop of ``get``: one exact lookup for all, one embedder call
+    for the queries the exact layer cannot answer, then the queries in order, since a
+    semantic step may delete (invalid or expired) an entry a later query would hit."""
     found: dict[str, StoredEntry] = yield StoreCall(
         "get_many_by_hash", (ns, list(dict.fromkeys(h for _, h in keys)))
     )
-    results: list[Hit | None] = [None] * len(keys)
-    pending: list[int] = []
-    for i, (_, qhash) in enumerate(keys):
-        results[i] = yield from _exact(st, ns, found.get(qhash), now)
-        if results[i] is None:
-            pending.append(i)
-            found.pop(qhash, None)  # expired and deleted: a repeat later misses too
-    vectors, reasons = yield from _query_vectors(st, [keys[i][0] for i in pending], None)
-    for i, vector, reason in zip(pending, vectors, reasons, strict=True):
-        results[i] = yield from _semantic(st, ns, vector, reason, now)
+    todo = [i for i, (_, h) in enumerate(keys) if h not in found or found[h].is_expired(now)]
+    vectors, reasons = yield from _query_vectors(st, [keys[i][0] for i in todo], None)
+    embedded = dict(zip(todo, zip(vectors, reasons, strict=True), strict=True))
+    gone: set[int] = set()  # ids deleted during this batch
+    results: list[Hit | None] = []
+    for i, (text, qhash) in enumerate(keys):
+        entry = found.get(qhash)
+        if entry is not None and entry.id in gone:
+            entry = None
+        hit = yield from _exact(st, ns, entry, now)
+        if hit is None:
+            if entry is not None:
+                gone.add(entry.id)  # expired: _exact deleted it
+            if i in embedded:
+                vector, reason = embedded[i]
+            else:  # its exact entry went earlier in the batch: embed it now
+                one, why = yield from _query_vectors(st, [text], None)
+                vector, reason = one[0], why[0]
+            hit = yield from _semantic(st, ns, vector, reason, now, gone)
+        results.append(hit)
     return results
 
 
@@ -206,8 +219,14 @@ def _checked(
 
 
 def _semantic(
-    st: CacheState, ns: str, vector: npt.NDArray[np.float32] | None, reason: str | None, now: int
+    st: CacheState,
+    ns: str,
+    vector: npt.NDArray[np.float32] | None,
+    reason: str | None,
+    now: int,
+    gone: set[int] | None = None,
 ) -> Flow:
+    """Layer 2; adds the ids it deletes to ``gone`` when given."""
     if vector is None or not np.any(vector):
         yield from _record_miss(st, ns, reason or "no_match")
         return None
@@ -217,6 +236,8 @@ def _semantic(
         yield from _delete_ids(st, decision.expired, expired=True)
     if decision.invalid:
         yield from _delete_ids(st, decision.invalid, expired=False)
+    if gone is not None:
+        gone.update(decision.expired, decision.invalid)
     if decision.hit is None or decision.hit_id is None:
         yield from _record_miss(st, ns, decision.miss_reason or "no_match")
         return None
