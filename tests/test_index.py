@@ -209,3 +209,24 @@ def test_make_index_auto_picks_numpy_below_threshold() -> None:
     assert HNSW_AUTO_THRESHOLD == 500_000
     with pytest.raises(ValueError, match="index_backend"):
         make_index("faiss", DIM, "float32", 0, {})
+
+
+def test_hnsw_tombstones_follow_revival_and_namespace_removal() -> None:
+    index = HnswIndex(4)
+    e0 = np.array([1, 0, 0, 0], dtype=np.float32)
+    e1 = np.array([0, 1, 0, 0], dtype=np.float32)
+    index.add([7, 8], ["ns", "ns"], np.stack([e0, e1]))
+    index.add([7], ["ns"], e1.reshape(1, -1))  # replaced in place: hnswlib revives label 7
+    assert index.tombstone_count == 0
+    assert len(index) == 2
+    assert sorted(i for i, _ in index.search("ns", e1, 3)) == [7, 8]
+    assert all(s == pytest.approx(1.0, abs=1e-5) for _, s in index.search("ns", e1, 3))
+    index.add([7], ["other"], e0.reshape(1, -1))  # moved: a tombstone stays in "ns"
+    assert index.tombstone_count == 1
+    assert [i for i, _ in index.search("ns", e1, 3)] == [8]
+    assert [i for i, _ in index.search("other", e0, 3)] == [7]
+    index.remove(8)
+    assert index.tombstone_count == 2
+    assert index.remove_namespace("ns") == 0
+    assert index.tombstone_count == 0
+    assert len(index) == 1

@@ -247,7 +247,8 @@ class HnswIndex:
         self._graphs: dict[str, object] = {}
         self._where: dict[int, str] = {}
         self._live: dict[str, int] = {}
-        self._tombstones = 0
+        # Labels marked deleted, per namespace graph; re-adding one revives it.
+        self._dead: dict[str, set[int]] = {}
 
     def _graph(self, namespace: str, extra: int) -> object:
         graph = self._graphs.get(namespace)
@@ -284,6 +285,7 @@ class HnswIndex:
             graph = self._graph(ns, len(rows))
             row_ids = [int(ids[r]) for r in rows]
             graph.add_items(vectors[rows], row_ids)  # type: ignore[attr-defined]
+            self._dead.get(ns, set()).difference_update(row_ids)
             for id_ in row_ids:
                 self._where[id_] = ns
             self._live[ns] = self._live.get(ns, 0) + len(row_ids)
@@ -294,11 +296,12 @@ class HnswIndex:
             return False
         self._graphs[ns].mark_deleted(id)  # type: ignore[attr-defined]
         self._live[ns] -= 1
-        self._tombstones += 1
+        self._dead.setdefault(ns, set()).add(id)
         return True
 
     def remove_namespace(self, namespace: str) -> int:
         self._live.pop(namespace, None)
+        self._dead.pop(namespace, None)  # its graph goes, tombstones and all
         if self._graphs.pop(namespace, None) is None:
             return 0
         gone = [i for i, ns in self._where.items() if ns == namespace]
@@ -335,7 +338,7 @@ class HnswIndex:
 
     @property
     def tombstone_count(self) -> int:
-        return self._tombstones
+        return sum(len(dead) for dead in self._dead.values())
 
 
 def make_index(backend: str, dim: int, dtype: str, entries: int, options: dict[str, int]) -> Index:
