@@ -348,10 +348,7 @@ class PostgresStore:
                 )
             return int(row[0]), False  # the insert statement bumped the counter itself
 
-        if not self._pending:
-            # Nothing to flush: the single statement is the whole transaction.
-            return self._run("insert", lambda conn: upsert(conn.cursor())[0])
-        return self._write("insert", upsert)
+        return self._upsert("insert", upsert)
 
     def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
         self._check()
@@ -379,9 +376,9 @@ class PostgresStore:
 
         def upsert(cur: Cursor[Any]) -> tuple[dict[tuple[str, str], int], bool]:
             cur.execute(self._sql["insert_many"], columns)
-            return {(ns, qh): int(id_) for ns, qh, id_ in cur.fetchall()}, True
+            return {(ns, qh): int(id_) for ns, qh, id_ in cur.fetchall()}, False
 
-        ids = self._write("insert_many", upsert)
+        ids = self._upsert("insert_many", upsert)
         return [ids[(e.namespace, e.query_hash)] for e in entries]
 
     def get_many_by_hash(
@@ -412,6 +409,18 @@ class PostgresStore:
     def oldest_created_at(self) -> int | None:
         value = self._scalar("oldest_created_at", "oldest")
         return None if value is None else int(value)
+
+    def _upsert(self, op: str, body: Callable[[Cursor[Any]], tuple[_T, bool]]) -> _T:
+        """Run an upsert statement that bumps the counter itself."""
+        if self._pending:
+            return self._write(op, body)
+
+        # Nothing to flush: the one statement is the whole transaction.
+        def single(conn: Connection[Any]) -> _T:
+            with conn.cursor() as cur:
+                return body(cur)[0]
+
+        return self._run(op, single)
 
     def update_access(self, id: int, now: int) -> None:
         self._check()
