@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
@@ -33,6 +34,13 @@ def check_embedder(
             f"{where} holds vectors of dim {stored_dim}, the embedder makes dim {dim}; "
             "use mneme.tools.migrate.reembed to re-embed it"
         )
+
+
+def _copy(entry: StoredEntry) -> StoredEntry:
+    """Entries share no mutable state with callers, as if they came from a disk."""
+    if entry.metadata is None:
+        return entry
+    return replace(entry, metadata=copy.deepcopy(entry.metadata))
 
 
 class MemoryStore:
@@ -85,12 +93,13 @@ class MemoryStore:
         with self._lock:
             self._check()
             id_ = self._by_hash.get((namespace, query_hash))
-            return None if id_ is None else self._rows[id_]
+            return None if id_ is None else _copy(self._rows[id_])
 
     def get_by_id(self, id: int) -> StoredEntry | None:
         with self._lock:
             self._check()
-            return self._rows.get(id)
+            row = self._rows.get(id)
+            return None if row is None else _copy(row)
 
     def count(self, namespace: str | None = None) -> int:
         with self._lock:
@@ -117,7 +126,7 @@ class MemoryStore:
     def iter_since(self, last_id: int) -> Iterator[StoredEntry]:
         with self._lock:
             self._check()
-            rows = [self._rows[i] for i in sorted(self._rows) if i > last_id]
+            rows = [_copy(self._rows[i]) for i in sorted(self._rows) if i > last_id]
         return iter(rows)
 
     def iter_vectors(self, after_id: int = 0) -> Iterator[tuple[int, str, bytes]]:
@@ -137,7 +146,7 @@ class MemoryStore:
                 id_ = self._next_id
                 self._next_id += 1
                 self._by_hash[key] = id_
-            self._rows[id_] = replace(entry, id=id_)
+            self._rows[id_] = replace(_copy(entry), id=id_)
             self._version += 1
             return id_
 
@@ -154,7 +163,7 @@ class MemoryStore:
         with self._lock:
             self._check()
             found = {h: self._by_hash.get((namespace, h)) for h in query_hashes}
-            return {h: self._rows[i] for h, i in found.items() if i is not None}
+            return {h: _copy(self._rows[i]) for h, i in found.items() if i is not None}
 
     def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
         with self._lock:
