@@ -72,8 +72,9 @@ class PostgresStore:
     never closed) or ``pool`` (a psycopg_pool pool, one connection borrowed per call).
 
     Nothing touches the network before ``open``. ``update_access`` calls are coalesced
-    in memory and written within about a second, inside the next write, before
-    ``iter_lru_ids`` and at ``close``; reads through this store already see them.
+    in memory and written in one statement: inside the next write, before
+    ``iter_lru_ids``, at the first lookup or touch a second after the oldest pending
+    one, and at ``close``. Reads through this store already see them.
     """
 
     backend_label = "postgres"
@@ -258,6 +259,7 @@ class PostgresStore:
 
     def _fetch_entry(self, op: str, name: str, params: Sequence[Any]) -> StoredEntry | None:
         self._check()
+        self._maybe_flush()
         row = self._run(op, lambda conn: conn.execute(self._sql[name], params).fetchone())
         return self._overlay(None if row is None else _entry(row))
 
@@ -413,6 +415,7 @@ class PostgresStore:
     def _upsert(self, op: str, body: Callable[[Cursor[Any]], tuple[_T, bool]]) -> _T:
         """Run an upsert statement that bumps the counter itself."""
         if self._pending:
+            # Touches must be written after the counter lock, inside the same transaction.
             return self._write(op, body)
 
         # Nothing to flush: the one statement is the whole transaction.
