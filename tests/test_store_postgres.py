@@ -222,6 +222,33 @@ def test_first_open_provisions_tables_and_indexes(
     assert PostgresStore.schema_version == load_migrations()[-1].version
 
 
+def test_concurrent_first_opens_provision_once(
+    postgres_store_factory: PostgresStoreFactory,
+) -> None:
+    stores = [postgres_store_factory() for _ in range(4)]
+    barrier = threading.Barrier(len(stores))
+    errors: list[BaseException] = []
+
+    def open_one(store: PostgresStore) -> None:
+        barrier.wait()
+        try:
+            store.open(FP, DIM)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    ids = [s.insert(entry(f"from-{i}")) for i, s in enumerate(stores)]
+    assert len(set(ids)) == 4
+    assert all(s.count() == 4 and s.integrity_check() for s in stores)
+    for s in stores:
+        s.close()
+
+
 def test_packaged_migrations_are_the_top_level_sql_files() -> None:
     top = Path(__file__).resolve().parent.parent / "sql" / "postgres"
     packaged = {m.name: m.text for m in load_migrations()}
