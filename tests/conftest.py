@@ -89,7 +89,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if report.skipped and _backend_required() and _is_backend_test(item):
         report.outcome = "failed"
-        report.longrepr = f"backend test skipped in CI (MNEME_REQUIRE_BACKENDS=1): {report.longrepr}"
+        report.longrepr = (
+            f"backend test skipped in CI (MNEME_REQUIRE_BACKENDS=1): {report.longrepr}"
+        )
 
 
 def _is_backend_test(item: pytest.Item) -> bool:

@@ -118,16 +118,16 @@ class AsyncSemanticCache:
         self._embedder = embedder
         self._async_embed = asyncio.iscoroutinefunction(embedder.embed)
         self._clock = clock
-        search = isinstance(store, VectorSearchStore | AsyncVectorSearchStore)
+        # Whether the store searches itself is known once it is open.
         self._state = flows.CacheState(
             config=config,
             dim=int(embedder.dim),
             fingerprint=embedder.fingerprint,
             threshold=config.similarity_threshold,
-            search_store=search,
-            index_label=store.index_label if search else "none",  # type: ignore[union-attr]
+            search_store=False,
+            index_label="none",
         )
-        self._lock: asyncio.Lock | _NoLock = _NoLock() if search else asyncio.Lock()
+        self._lock: asyncio.Lock | _NoLock = asyncio.Lock()
         self._last_stale_check = 0.0
         self._opened = False
         self._closed = False
@@ -142,6 +142,13 @@ class AsyncSemanticCache:
             return self
         await self._store_call("open", self._state.fingerprint, self._state.dim)
         try:
+            store = self._store
+            if isinstance(store, VectorSearchStore | AsyncVectorSearchStore) and (
+                store.vector_search_enabled
+            ):
+                self._state.search_store = True
+                self._state.index_label = store.index_label
+                self._lock = _NoLock()
             await self._drive(flows.open_flow(self._state))
         except BaseException:
             await self._store_call("close")

@@ -40,6 +40,11 @@ __all__ = ["SemanticCache"]
 _LOAD_BATCH = 1000
 
 
+def uses_server_search(store: object) -> bool:
+    """Whether an opened store answers Layer-2 queries itself."""
+    return isinstance(store, VectorSearchStore) and store.vector_search_enabled
+
+
 def refuse_mmap_shared(mode: str) -> None:
     if mode == "mmap-shared":
         raise MultiProcessLockError(
@@ -106,22 +111,22 @@ class SemanticCache:
         self._embedder = embedder
         self._clock = clock
         self._store: Store = store if store is not None else SQLiteStore(path)  # type: ignore[arg-type]
-        search = isinstance(self._store, VectorSearchStore)
-        self._state = flows.CacheState(
-            config=config,
-            dim=int(embedder.dim),
-            fingerprint=embedder.fingerprint,
-            threshold=config.similarity_threshold,
-            search_store=search,
-            index_label=self._store.index_label if search else "none",  # type: ignore[attr-defined]
-        )
-        # With an in-process index, store writes and index updates must stay in step;
-        # a store that searches itself needs no cache-wide lock at all.
-        self._lock: AbstractContextManager[Any] = nullcontext() if search else threading.RLock()
         self._last_stale_check = 0.0
         self._closed = True
-        self._store.open(embedder.fingerprint, self._state.dim)
+        self._store.open(embedder.fingerprint, int(embedder.dim))
         try:
+            search = uses_server_search(self._store)
+            self._state = flows.CacheState(
+                config=config,
+                dim=int(embedder.dim),
+                fingerprint=embedder.fingerprint,
+                threshold=config.similarity_threshold,
+                search_store=search,
+                index_label=self._store.index_label if search else "none",  # type: ignore[attr-defined]
+            )
+            # With an in-process index, store writes and index updates must stay in
+            # step; a store that searches itself needs no cache-wide lock at all.
+            self._lock: AbstractContextManager[Any] = nullcontext() if search else threading.RLock()
             with self._lock:
                 self._run(flows.open_flow(self._state))
         except BaseException:

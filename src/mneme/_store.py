@@ -126,6 +126,12 @@ class VectorSearchStore(Store, Protocol):
     index_label: str
     """Name reported as ``Health.index_backend``, e.g. "pgvector"."""
 
+    @property
+    def vector_search_enabled(self) -> bool:
+        """True once the store is open and will answer ``search``; a store that can
+        fall back to plain storage (e.g. pgvector missing) reports False and the
+        cache builds its in-process index instead."""
+
     def search(
         self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
     ) -> list[tuple[StoredEntry, float]]:
@@ -155,6 +161,9 @@ class AsyncVectorSearchStore(AsyncStore, Protocol):
     """``VectorSearchStore`` for async stores: ``search`` is a coroutine."""
 
     index_label: str
+
+    @property
+    def vector_search_enabled(self) -> bool: ...
 
     async def search(
         self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
