@@ -1,0 +1,1 @@
+"""Metrics hooks for monitoring systems."""

@@ -1,0 +1,1 @@
+"""Offline tools: threshold calibration and re-embedding."""
