@@ -55,7 +55,7 @@ def test_otel_hook_counts_events() -> None:
         for sm in rm.scope_metrics:
             for metric in sm.metrics:
                 for p in metric.data.data_points:
-                    v: float = getattr(p, "value", None) or getattr(p, "count", 0)
+                    v = float(getattr(p, "value", 0) or getattr(p, "count", 0))
                     points.setdefault(metric.name, []).append((dict(p.attributes or {}), float(v)))
     assert ({"namespace": "t", "layer": "exact"}, 1.0) in points["mneme.hits"]
     assert ({"namespace": "t", "layer": "semantic"}, 1.0) in points["mneme.hits"]
