@@ -142,11 +142,11 @@ def test_schema_is_provisioned_and_stamped(opened: SQLiteStore) -> None:
     } <= tables
     meta = dict(conn.execute("SELECT key, value FROM schema_meta").fetchall())
     assert meta == {
-        "schema_version": "1",
+        "schema_version": str(SQLiteStore.schema_version),
         "embedder_fingerprint": FP,
         "embedder_dim": str(DIM),
     }
-    assert SQLiteStore.schema_version == 1 == len(sqlite_module._MIGRATIONS)
+    assert SQLiteStore.schema_version == 2 == len(sqlite_module._MIGRATIONS)
     indexes = {
         tuple(c[2] for c in conn.execute(f"PRAGMA index_info({name!r})"))
         for (name,) in conn.execute(
@@ -170,7 +170,7 @@ def test_newer_schema_asks_to_upgrade(db_path: Path) -> None:
     store = SQLiteStore(str(db_path))
     store.open(FP, DIM)
     store.close()
-    _set_schema_version(db_path, 2)
+    _set_schema_version(db_path, SQLiteStore.schema_version + 1)
     newer = SQLiteStore(str(db_path))
     with pytest.raises(SchemaMigrationError, match="upgrade"):
         newer.open(FP, DIM)
@@ -188,13 +188,14 @@ def test_migration_steps_run_in_order_at_open(
     def add_notes(conn: sqlite3.Connection) -> None:
         conn.execute("CREATE TABLE notes (body TEXT)")
 
+    next_version = SQLiteStore.schema_version + 1
     monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, add_notes))
-    monkeypatch.setattr(SQLiteStore, "schema_version", 2)
+    monkeypatch.setattr(SQLiteStore, "schema_version", next_version)
     upgraded = SQLiteStore(str(db_path))
     upgraded.open(FP, DIM)
     try:
         conn = conn_of(upgraded)
-        assert upgraded.read_meta("schema_version") == "2"
+        assert upgraded.read_meta("schema_version") == str(next_version)
         assert conn.execute("SELECT COUNT(*) FROM notes").fetchone()[0] == 0
         assert upgraded.get_by_id(id_) is not None
     finally:
@@ -210,8 +211,9 @@ def test_failed_migration_changes_nothing(db_path: Path, monkeypatch: pytest.Mon
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("migration failed")
 
+    current = SQLiteStore.schema_version
     monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, broken))
-    monkeypatch.setattr(SQLiteStore, "schema_version", 2)
+    monkeypatch.setattr(SQLiteStore, "schema_version", current + 1)
     with pytest.raises(RuntimeError, match="migration failed"):
         SQLiteStore(str(db_path)).open(FP, DIM)
     with sqlite3.connect(db_path) as conn:
@@ -221,7 +223,42 @@ def test_failed_migration_changes_nothing(db_path: Path, monkeypatch: pytest.Mon
         ).fetchone()[0]
     conn.close()
     assert "half_done" not in tables
-    assert version == "1"
+    assert version == str(current)
+
+
+def test_version_1_file_gains_change_tracking(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file written by the first schema version keeps its rows and, once upgraded,
+    # reports rows written after the upgrade as changed.
+    monkeypatch.setattr(SQLiteStore, "schema_version", 1)
+    old = SQLiteStore(str(db_path))
+    old.open(FP, DIM)
+    old.close()
+    monkeypatch.undo()
+    e = make_entry("kept")
+    with sqlite3.connect(db_path) as conn:
+        kept = conn.execute(
+            "INSERT INTO entries (namespace, query_hash, query, response, embedding, "
+            "created_at, last_accessed_at, access_count) VALUES (?, ?, ?, ?, ?, 1, 1, 0) "
+            "RETURNING id",
+            (e.namespace, e.query_hash, e.query, e.response, e.embedding),
+        ).fetchone()[0]
+    conn.close()
+    store = SQLiteStore(str(db_path))
+    store.open(FP, DIM)
+    try:
+        assert store.read_meta("schema_version") == "2"
+        assert store.get_by_id(kept) is not None
+        version = store.read_version_counter()
+        assert [r[0] for r in store.iter_changed_vectors(0)] == []
+        fresh = store.insert(make_entry("fresh"))
+        store.insert(make_entry("kept"))  # a replacement keeps its id
+        changed = [r[0] for r in store.iter_changed_vectors(version)]
+        assert changed == sorted([kept, fresh])
+        assert [r[0] for r in store.iter_changed_vectors(store.read_version_counter())] == []
+    finally:
+        store.close()
 
 
 def test_foreign_sqlite_database_is_refused(db_path: Path) -> None:

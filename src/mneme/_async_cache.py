@@ -28,6 +28,7 @@ from ._store import (
     AsyncCapableStore,
     AsyncStore,
     AsyncVectorSearchStore,
+    ChangeTrackingStore,
     Store,
     VectorSearchStore,
 )
@@ -143,6 +144,7 @@ class AsyncSemanticCache:
         await self._store_call("open", self._state.fingerprint, self._state.dim)
         try:
             store = self._store
+            self._state.change_tracking = isinstance(store, ChangeTrackingStore)
             if isinstance(store, VectorSearchStore | AsyncVectorSearchStore) and (
                 store.vector_search_enabled
             ):

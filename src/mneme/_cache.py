@@ -20,7 +20,7 @@ from ._embedder import BatchEmbedder, Embedder
 from ._errors import CacheClosedError, MultiProcessLockError
 from ._index import check_dtype
 from ._policy import check_namespace, check_threshold
-from ._store import Store, VectorSearchStore
+from ._store import ChangeTrackingStore, Store, VectorSearchStore
 from ._store_sqlite import SQLiteStore
 from ._types import (
     ConfidenceFn,
@@ -123,6 +123,7 @@ class SemanticCache:
                 threshold=config.similarity_threshold,
                 search_store=search,
                 index_label=self._store.index_label if search else "none",  # type: ignore[attr-defined]
+                change_tracking=isinstance(self._store, ChangeTrackingStore),
             )
             # With an in-process index, store writes and index updates must stay in
             # step; a store that searches itself needs no cache-wide lock at all.

@@ -84,6 +84,8 @@ class CacheState:
     index: Index | None = None
     quotas: dict[str, int | None] = field(default_factory=dict)
     seen_version: int = 0
+    change_tracking: bool = False
+    """The store can list rows changed since a version (ChangeTrackingStore)."""
 
 
 # -- opening ---------------------------------------------------------------------
@@ -122,15 +124,31 @@ def _fill(index: Index, rows: Sequence[tuple[int, str, bytes]], dim: int) -> Non
 
 
 def catch_up(st: CacheState, now_monotonic: float, last_check: float) -> Flow:
-    """stale-tolerant mode: when the store's version counter moved, rebuild the index
-    so other processes' inserts, replacements and deletions are all reflected.
-    Returns the time of this check, or ``last_check`` when it was not due."""
+    """stale-tolerant mode: when the store's version counter moved, bring the index up
+    to date with other processes' writes. Returns the time of this check, or
+    ``last_check`` when it was not due.
+
+    A change-tracking store hands over just the rows inserted or replaced since the
+    version last seen; deleted rows are dropped when a lookup meets them (they are never
+    served), and the index is rebuilt once such leftovers outnumber 10% of the store.
+    Other stores are reloaded whole.
+    """
     if st.config.multi_process_mode != "stale-tolerant" or st.index is None:
         return last_check
     if now_monotonic - last_check < st.config.stale_check_interval:
         return last_check
     version = yield StoreCall("read_version_counter")
-    if version != st.seen_version:
+    if version == st.seen_version:
+        return now_monotonic
+    if not st.change_tracking:
+        yield from rebuild_index(st)
+        return now_monotonic
+    rows = yield StoreCall("iter_changed_vectors", (st.seen_version,))
+    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+        _fill(st.index, chunk, st.dim)
+    st.seen_version = version
+    count: int = yield StoreCall("count")
+    if len(st.index) > count + max(1000, count // 10):
         yield from rebuild_index(st)
     return now_monotonic
 
@@ -254,12 +272,17 @@ def _candidates(st: CacheState, ns: str, vector: npt.NDArray[np.float32], now: i
         return found
     assert st.index is not None
     out: list[tuple[StoredEntry, float]] = []
-    for id_, similarity in st.index.search(ns, vector, TOP_K):
-        entry = yield StoreCall("get_by_id", (id_,))
-        if entry is None or entry.namespace != ns:
-            st.index.remove(id_)  # deleted by another process or by vacuum
-            continue
-        out.append((entry, similarity))
+    for _ in range(TOP_K):
+        out, stale = [], False
+        for id_, similarity in st.index.search(ns, vector, TOP_K):
+            entry = yield StoreCall("get_by_id", (id_,))
+            if entry is None or entry.namespace != ns:
+                st.index.remove(id_)  # deleted by another process or by vacuum
+                stale = True
+                continue
+            out.append((entry, similarity))
+        if not stale or len(out) == TOP_K:
+            break  # else search again so the dropped rows' places are filled
     return out
 
 

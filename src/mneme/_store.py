@@ -115,6 +115,19 @@ class Store(Protocol):
 
 
 @runtime_checkable
+class ChangeTrackingStore(Store, Protocol):
+    """A store that remembers the version at which each row was last written.
+
+    With it, a cache in ``stale-tolerant`` mode catches up with other processes by
+    fetching only what changed instead of reloading every vector.
+    """
+
+    def iter_changed_vectors(self, since_version: int) -> Iterator[tuple[int, str, bytes]]:
+        """(id, namespace, embedding) of rows inserted or replaced at a version
+        greater than ``since_version``, id ascending. Deleted rows are not reported."""
+
+
+@runtime_checkable
 class VectorSearchStore(Store, Protocol):
     """A store that answers nearest-neighbour queries itself.
 

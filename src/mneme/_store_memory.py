@@ -67,6 +67,7 @@ class MemoryStore:
         self._meta: dict[str, str] = {}
         self._quotas: dict[str, int] = {}
         self._counters: dict[str, dict[str, int]] = {}
+        self._changed: dict[int, int] = {}  # id -> version it was last written at
 
     def _check(self) -> None:
         if not self._open:
@@ -132,6 +133,16 @@ class MemoryStore:
     def iter_vectors(self, after_id: int = 0) -> Iterator[tuple[int, str, bytes]]:
         return ((e.id, e.namespace, e.embedding) for e in self.iter_since(after_id))
 
+    def iter_changed_vectors(self, since_version: int) -> Iterator[tuple[int, str, bytes]]:
+        with self._lock:
+            self._check()
+            rows = [
+                (i, self._rows[i].namespace, self._rows[i].embedding)
+                for i in sorted(self._rows)
+                if self._changed.get(i, 0) > since_version
+            ]
+        return iter(rows)
+
     def insert(self, entry: StoredEntry) -> int:
         with self._lock:
             self._check()
@@ -148,6 +159,7 @@ class MemoryStore:
                 self._by_hash[key] = id_
             self._rows[id_] = replace(_copy(entry), id=id_)
             self._version += 1
+            self._changed[id_] = self._version
             return id_
 
     def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
@@ -196,6 +208,7 @@ class MemoryStore:
             row = self._rows.pop(id, None)
             if row is None:
                 return False
+            self._changed.pop(id, None)
             del self._by_hash[(row.namespace, row.query_hash)]
             self._version += 1
             return True
@@ -203,6 +216,7 @@ class MemoryStore:
     def _delete_where(self, ids: list[int]) -> int:
         for id_ in ids:
             row = self._rows.pop(id_)
+            self._changed.pop(id_, None)
             del self._by_hash[(row.namespace, row.query_hash)]
         if ids:
             self._version += 1

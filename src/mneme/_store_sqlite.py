@@ -71,8 +71,18 @@ def _create_v1(conn: sqlite3.Connection) -> None:
             conn.execute(statement)
 
 
+def _add_change_tracking(conn: sqlite3.Connection) -> None:
+    # The version at which each row was last written, so another process can fetch
+    # just the rows inserted or replaced since the version it last saw.
+    conn.execute("ALTER TABLE entries ADD COLUMN changed_version INTEGER NOT NULL DEFAULT 0")
+    conn.execute("CREATE INDEX idx_entries_changed ON entries (changed_version)")
+
+
 # _MIGRATIONS[n] takes an on-disk schema from version n to n + 1 (0 is an empty file).
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_create_v1,)
+_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _create_v1,
+    _add_change_tracking,
+)
 
 _COLUMNS = (
     "id, namespace, query_hash, query, response, embedding, metadata, "
@@ -112,12 +122,14 @@ def _row_to_entry(row: tuple[Any, ...]) -> StoredEntry:
 
 _UPSERT = (
     "INSERT INTO entries (namespace, query_hash, query, response, embedding, metadata, "
-    "created_at, last_accessed_at, ttl, access_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "created_at, last_accessed_at, ttl, access_count, changed_version) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(namespace, query_hash) DO UPDATE SET query = excluded.query, "
     "response = excluded.response, embedding = excluded.embedding, "
     "metadata = excluded.metadata, created_at = excluded.created_at, "
     "last_accessed_at = excluded.last_accessed_at, ttl = excluded.ttl, "
-    "access_count = excluded.access_count RETURNING id"
+    "access_count = excluded.access_count, changed_version = excluded.changed_version "
+    "RETURNING id"
 )
 
 
@@ -165,7 +177,7 @@ class SQLiteStore:
     """
 
     backend_label = "sqlite"
-    schema_version = 1
+    schema_version = 2
 
     def __init__(self, path: str, *, timeout: float = 5.0, cache_size_kb: int = 10_000) -> None:
         if timeout < 0:
@@ -380,6 +392,17 @@ class SQLiteStore:
             for r in self._pages("iter_vectors", "id, namespace, embedding", after_id)
         )
 
+    def iter_changed_vectors(self, since_version: int) -> Iterator[tuple[int, str, bytes]]:
+        """(id, namespace, embedding) of rows inserted or replaced after
+        ``since_version``, id ascending."""
+        with self._read("iter_changed_vectors") as conn:
+            rows = conn.execute(
+                "SELECT id, namespace, embedding FROM entries WHERE changed_version > ? "
+                "ORDER BY id",
+                (since_version,),
+            ).fetchall()
+        return ((r[0], r[1], bytes(r[2])) for r in rows)
+
     # -- writes -------------------------------------------------------------------------
 
     def insert(self, entry: StoredEntry) -> int:
@@ -389,10 +412,16 @@ class SQLiteStore:
         with self._write("insert") as conn:
             # Sequential upserts: a later duplicate in the batch replaces the earlier
             # row in place, so both get the same id.
-            ids = [int(conn.execute(_UPSERT, _entry_params(e)).fetchone()[0]) for e in entries]
-            if ids:
-                self._bump_version(conn)
-        return ids
+            if not entries:
+                return []
+            self._bump_version(conn)
+            (version,) = conn.execute(
+                "SELECT value FROM multi_process_state WHERE key = 'version_counter'"
+            ).fetchone()
+            return [
+                int(conn.execute(_UPSERT, (*_entry_params(e), version)).fetchone()[0])
+                for e in entries
+            ]
 
     def get_many_by_hash(
         self, namespace: str, query_hashes: Sequence[str]
