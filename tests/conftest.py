@@ -16,14 +16,14 @@ import pytest
 from mneme import MemoryStore, SQLiteStore, Store
 from mneme.testing import HashingEmbedder
 
-pytest_plugins = ["pg_fixtures"]
+pytest_plugins = ["pg_fixtures", "kv_fixtures"]
 
 StoreFactory = Callable[[], Store]
 
 # Every store the contract battery runs against. Each name maps to a fixture that
 # returns a zero-argument factory making a fresh, unopened store over the same
 # backing data (calling it twice gives two handles on one store, for reopen tests).
-STORE_BACKENDS = ["memory", "sqlite", "postgres", "postgres_pgvector", "pg15"]
+STORE_BACKENDS = ["memory", "sqlite", "postgres", "postgres_pgvector", "pg15", "redis"]
 
 
 @pytest.fixture
