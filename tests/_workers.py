@@ -49,6 +49,21 @@ def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> Store:
     raise ValueError(f"unknown store spec {spec!r}")
 
 
+def make_pooled_store(spec: StoreSpec, size: int) -> tuple[Store, Callable[[], None]]:
+    """A store for ``spec``; for ("postgres-pool", dsn, schema) one psycopg_pool pool
+    of ``size`` connections is made for it. Returns the store and what closes the pool."""
+    if spec[0] != "postgres-pool":
+        return make_store(spec, sqlite_timeout=60.0), lambda: None
+    from psycopg_pool import ConnectionPool
+
+    from mneme._store_postgres import PostgresStore
+
+    pool: ConnectionPool[Any] = ConnectionPool(
+        spec[1], min_size=1, max_size=size, open=True, timeout=60
+    )
+    return PostgresStore(pool=pool, schema=spec[2]), pool.close
+
+
 # -- a cache driven by commands over a pipe -------------------------------------------
 
 
@@ -108,6 +123,7 @@ def _thread_workload(
     rng = random.Random(proc * 1000 + thread)
     prefix = f"p{proc}-t{thread}"
     model: dict[str, str] = {}  # owned key -> response last put (absent: deleted)
+    shared: set[str] = set()
     ops = {"get": 0, "put": 0, "delete": 0, "put_shared": 0, "put_quota": 0}
     mismatches: list[str] = []
     errors: list[str] = []
@@ -142,6 +158,7 @@ def _thread_workload(
             elif roll < 0.90:
                 key = f"shared key {rng.randrange(50)}"
                 cache.put(key, f"{key} from {prefix}", namespace="shared")
+                shared.add(key)
                 ops["put_shared"] += 1
             else:
                 ns = rng.choice(quota_namespaces)
@@ -156,6 +173,7 @@ def _thread_workload(
         proc=proc,
         thread=thread,
         owned=model,
+        shared=sorted(shared),
         ops=ops,
         mismatches=mismatches,
         errors=errors,
@@ -174,15 +192,17 @@ def stress_process(
     """One process of the stress test: one cache shared by ``threads`` threads."""
     outs: list[dict[str, Any]] = [{} for _ in range(threads)]
     errors: list[str] = []
+    store, close_pool = make_pooled_store(spec, threads)
     try:
         cache = SemanticCache(
-            store=make_store(spec, sqlite_timeout=60.0),
+            store=store,
             embedder=HashingEmbedder(dim=32),
             namespace_quotas=quotas,
             multi_process_mode="stale-tolerant",
             stale_check_interval=0.5,
         )
     except Exception as exc:
+        close_pool()
         barrier.wait()
         results.put({"proc": proc, "threads": [], "errors": [repr(exc)]})
         return
@@ -207,6 +227,7 @@ def stress_process(
             cache.close()
         except Exception as exc:
             errors.append(f"close: {exc!r}")
+        close_pool()
     results.put({"proc": proc, "threads": outs, "errors": errors})
 
 
