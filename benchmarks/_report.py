@@ -152,6 +152,12 @@ def plots(result: dict[str, Any], out: Path) -> None:
     names = dict(zip(("latency", "recall", "open", "rss"), plot_names(result), strict=True))
     title = f"{result['machine']['nproc']} CPUs, dim {PLOT_DIM}, {result['mode']} run"
 
+    def n_axis(ax: Any) -> None:
+        ns = [c["n"] for c in cases]
+        ax.set_xscale("log")
+        ax.set_xticks(ns, [f"{n // 1000:,}k" if n < 10**6 else f"{n / 1e6:g}M" for n in ns])
+        ax.minorticks_off()
+
     def series(store: str, pick: Any) -> tuple[list[int], list[float]]:
         xs, ys = [], []
         for c in cases:
@@ -167,8 +173,8 @@ def plots(result: dict[str, Any], out: Path) -> None:
             xs, ys = series(store, lambda r, s=stat: r["lookups"]["near"]["latency_ms"][s])
             if xs:
                 ax.plot(xs, ys, style, label=f"{label} hit {stat}")
+    n_axis(ax)
     ax.set(
-        xscale="log",
         yscale="log",
         xlabel="entries (N)",
         ylabel="ms",
@@ -215,9 +221,9 @@ def plots(result: dict[str, Any], out: Path) -> None:
             xs, ys = series(store, pick)
             if xs:
                 ax.plot(xs, ys, "-o", label=label)
+        n_axis(ax)
         ax.set(
-            xscale="log",
-            yscale="symlog",
+            yscale="log",
             xlabel="entries (N)",
             ylabel=ylabel,
             title=f"{what} — {title}",

@@ -498,7 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--shared-buffers", default="4GB", help="for the embedded server only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default=None, help="file stem; default <date>-<host>")
+    parser.add_argument("--render", type=Path, default=None, help="only redraw md/PNGs from a JSON")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        import json
+
+        saved = json.loads(args.render.read_text())
+        _report.write_all(saved, args.render.parent, args.render.stem)
+        return 0
 
     plan = QUICK if args.quick else FULL
     cases = parse_cases(args)
