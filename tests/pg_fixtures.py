@@ -120,11 +120,11 @@ def pg15_schema(pg15_dsn: str) -> Iterator[str]:
     yield from _fresh_schema(pg15_dsn)
 
 
-def _factory(dsn: str, schema: str) -> Iterator[PostgresStoreFactory]:
+def _factory(dsn: str, schema: str, **options: Any) -> Iterator[PostgresStoreFactory]:
     made: list[PostgresStore] = []
 
     def make() -> PostgresStore:
-        store = PostgresStore(dsn, schema=schema)
+        store = PostgresStore(dsn, schema=schema, **options)
         made.append(store)
         return store
 
@@ -146,5 +146,8 @@ def pg15_store_factory(pg15_dsn: str, pg15_schema: str) -> Iterator[PostgresStor
 
 
 @pytest.fixture
-def postgres_pgvector_store_factory() -> PostgresStoreFactory:
-    pytest.skip("pgvector path not built yet")
+def postgres_pgvector_store_factory(
+    postgres_dsn: str, pg_schema: str
+) -> Iterator[PostgresStoreFactory]:
+    """Unopened pgvector stores (side table, HNSW search) on one fresh schema."""
+    yield from _factory(postgres_dsn, pg_schema, use_pgvector=True)

@@ -112,9 +112,19 @@ def test_constructor_does_no_io() -> None:
     store.close()
 
 
-def test_pgvector_path_is_not_offered_yet() -> None:
-    with pytest.raises(NotImplementedError):
-        PostgresStore("postgresql://localhost/db", use_pgvector=True)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"use_pgvector": "yes"}, "use_pgvector"),
+        ({"use_pgvector": True, "hnsw_m": 1}, "hnsw_m"),
+        ({"use_pgvector": True, "ef_search": 0}, "ef_search"),
+        ({"use_pgvector": True, "hnsw_m": 40, "hnsw_ef_construction": 64}, "twice"),
+        ({"use_pgvector": True, "exact_search_max_rows": -1}, "exact_search_max_rows"),
+    ],
+)
+def test_pgvector_options_are_checked_at_construction(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        PostgresStore("postgresql://localhost/db", **kwargs)
 
 
 def test_import_mneme_does_not_import_psycopg() -> None:

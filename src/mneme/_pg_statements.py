@@ -7,7 +7,12 @@ parameters (``%s``).
 
 from __future__ import annotations
 
-__all__ = ["COLUMNS", "ITER_VECTORS_SQL", "STATEMENTS"]
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from psycopg.sql import Composable, Composed
+
+__all__ = ["COLUMNS", "FRAGMENTS", "ITER_VECTORS_SQL", "STATEMENTS", "compose"]
 
 COLUMNS = (
     "id, namespace, query_hash, query, response, embedding, metadata, "
@@ -19,6 +24,55 @@ ITER_VECTORS_SQL = (
 )
 """What the in-process index is rebuilt from: id, namespace, embedding, nothing else."""
 
+FRAGMENTS: dict[str, str] = {
+    "bump": "bump AS (UPDATE {schema}.multi_process_state "
+    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1)",
+    "upsert_entry": "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
+    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
+    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
+    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
+    "access_count = EXCLUDED.access_count",
+    # One upserted entry, after WITH {bump}.
+    "entry_insert": "INSERT INTO {schema}.entries (namespace, query_hash, query, response, "
+    "embedding, metadata, created_at, last_accessed_at, ttl, access_count) "
+    "SELECT %s::text, %s::text, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bigint, "
+    "%s::bigint, %s::bigint, %s::bigint FROM bump {upsert_entry}",
+    # A batch as rows, in input order (ord); {batch_extra} adds the pgvector column.
+    "batch_rows": "rows AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+    "%s::text[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
+    "%s::bigint[]{batch_extra_type}) WITH ORDINALITY AS r(namespace, query_hash, query, "
+    "response, embedding, metadata, created_at, last_accessed_at, ttl, access_count"
+    "{batch_extra_col}, ord))",
+    # The batch upsert, after WITH {bump}, {batch_rows}.
+    "batch_insert": "INSERT INTO {schema}.entries (namespace, query_hash, query, response, "
+    "embedding, metadata, created_at, last_accessed_at, ttl, access_count) "
+    "SELECT namespace, query_hash, query, response, embedding, metadata::jsonb, created_at, "
+    "last_accessed_at, ttl, access_count FROM rows, bump ORDER BY ord {upsert_entry}",
+    # Returned by the plain-storage writes: a store that opened before the schema got its
+    # vector side table learns from its next write that it must keep that table written.
+    "vector_flag": "(SELECT value FROM {schema}.schema_meta WHERE key = 'vector_index')",
+}
+"""Pieces shared by several statements, spliced in by ``compose``."""
+
+
+def compose(text: str, schema: str, **extra: Composable) -> Composed:
+    """``text`` with ``{schema}``, ``{columns}`` and the ``FRAGMENTS`` filled in."""
+    from psycopg import sql
+
+    ident = sql.Identifier(schema)
+    values: dict[str, Composable] = {
+        "batch_extra_type": sql.SQL(""),
+        "batch_extra_col": sql.SQL(""),
+        **extra,
+    }
+    # Fragments may use each other and the extras; resolve them innermost first.
+    for name in ("bump", "upsert_entry", "vector_flag", "batch_rows"):
+        values[name] = sql.SQL(FRAGMENTS[name]).format(schema=ident, **values)
+    for name in ("entry_insert", "batch_insert"):
+        values[name] = sql.SQL(FRAGMENTS[name]).format(schema=ident, **values)
+    return sql.SQL(text).format(schema=ident, columns=sql.SQL(COLUMNS), **values)
+
+
 STATEMENTS: dict[str, str] = {
     "lock": "SELECT 1 FROM {schema}.multi_process_state WHERE key = 'version_counter' FOR UPDATE",
     "bump": "UPDATE {schema}.multi_process_state SET value = (CAST(value AS BIGINT) + 1)::TEXT "
@@ -26,39 +80,17 @@ STATEMENTS: dict[str, str] = {
     "version": "SELECT CAST(value AS BIGINT) FROM {schema}.multi_process_state "
     "WHERE key = 'version_counter'",
     # The bump feeds the INSERT, so it runs (and takes the counter lock) first.
-    "insert": "WITH bump AS (UPDATE {schema}.multi_process_state "
-    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1) "
-    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
-    "created_at, last_accessed_at, ttl, access_count) "
-    "SELECT %s::text, %s::text, %s::text, %s::text, %s::bytea, %s::jsonb, %s::bigint, "
-    "%s::bigint, %s::bigint, %s::bigint FROM bump "
-    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
-    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
-    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
-    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
-    "access_count = EXCLUDED.access_count RETURNING id",
+    "insert": "WITH {bump} {entry_insert} RETURNING id, {vector_flag}",
     # As above: the join with bump makes the counter lock come before any entry row.
-    "insert_many": "WITH bump AS (UPDATE {schema}.multi_process_state "
-    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1), "
-    "rows AS (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
-    "%s::text[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::bigint[], "
-    "%s::bigint[]) WITH ORDINALITY AS r(namespace, query_hash, query, response, embedding, "
-    "metadata, created_at, last_accessed_at, ttl, access_count, ord)) "
-    "INSERT INTO {schema}.entries (namespace, query_hash, query, response, embedding, metadata, "
-    "created_at, last_accessed_at, ttl, access_count) "
-    "SELECT namespace, query_hash, query, response, embedding, metadata::jsonb, created_at, "
-    "last_accessed_at, ttl, access_count FROM rows, bump ORDER BY ord "
-    "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
-    "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
-    "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
-    "last_accessed_at = EXCLUDED.last_accessed_at, ttl = EXCLUDED.ttl, "
-    "access_count = EXCLUDED.access_count RETURNING namespace, query_hash, id",
+    "insert_many": "WITH {bump}, {batch_rows} {batch_insert} "
+    "RETURNING namespace, query_hash, id, {vector_flag}",
     "by_hashes": "SELECT {columns} FROM {schema}.entries "
     "WHERE namespace = %s AND query_hash = ANY(%s::text[])",
     "delete_ids": "WITH d AS (DELETE FROM {schema}.entries WHERE id = ANY(%s::bigint[]) "
     "RETURNING namespace) SELECT namespace, count(*) FROM d GROUP BY namespace",
     "oldest": "SELECT min(created_at) FROM {schema}.entries",
-    "flush": "UPDATE {schema}.entries e SET last_accessed_at = v.t, "
+    # GREATEST: touches from several processes never move an access time backwards.
+    "flush": "UPDATE {schema}.entries e SET last_accessed_at = GREATEST(e.last_accessed_at, v.t), "
     "access_count = e.access_count + v.n FROM (SELECT unnest(%s::bigint[]) AS id, "
     "unnest(%s::bigint[]) AS t, unnest(%s::bigint[]) AS n) v WHERE e.id = v.id",
     "by_hash": "SELECT {columns} FROM {schema}.entries WHERE namespace = %s AND query_hash = %s",

@@ -1,7 +1,10 @@
 """PostgresStore: durable, transactional entries in a Postgres schema of their own.
 
-Embeddings are kept as BYTEA (little-endian float32); the cache builds its in-process
-index from ``iter_vectors``. psycopg is imported lazily: ``import mneme`` never needs it.
+Embeddings are kept as BYTEA (little-endian float32), the canonical copy. Without
+pgvector the cache builds its in-process index from ``iter_vectors``; with
+``use_pgvector`` the schema gets a side table of ``vector`` values written in the same
+statements as the entries, and the store answers ``search`` itself (``_pg_vector``).
+psycopg is imported lazily: ``import mneme`` never needs it.
 
 Concurrency: every transaction that changes ``entries`` first locks the
 ``version_counter`` row, so writers from any number of processes queue on one row
@@ -16,9 +19,13 @@ import logging
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from ._errors import CacheClosedError, CheckpointError, StoreBackendError
 from ._pg_connection import (
@@ -29,7 +36,23 @@ from ._pg_connection import (
     require_psycopg,
 )
 from ._pg_schema import load_migrations, provision
-from ._pg_statements import COLUMNS, ITER_VECTORS_SQL, STATEMENTS
+from ._pg_statements import ITER_VECTORS_SQL, STATEMENTS, compose
+from ._pg_upgrade import (
+    VectorSchemaState,
+    ensure_extension,
+    read_state,
+    upgrade,
+)
+from ._pg_vector import (
+    ITERATIVE_SCANS_SINCE,
+    HnswOptions,
+    VectorStatements,
+    index_kind,
+    parse_version,
+    run_search,
+    side_vector,
+    side_vectors,
+)
 from ._store import COUNTER_NAMES
 from ._store_memory import check_embedder
 from ._types import StoredEntry
@@ -37,6 +60,7 @@ from ._types import StoredEntry
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
     from psycopg.sql import Composed
+    from psycopg.types import TypeInfo
 
 __all__ = ["ITER_VECTORS_SQL", "PostgresStore"]
 
@@ -48,6 +72,39 @@ _BATCH = 2_000
 _VECTOR_BATCH = 10_000
 _FLUSH_AFTER_S = 1.0
 _FLUSH_AFTER_N = 1_000
+# Rows per statement of a large insert_many (one transaction): bounds client memory.
+_INSERT_CHUNK = 5_000
+
+
+def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
+    return [
+        [e.namespace for e in rows],
+        [e.query_hash for e in rows],
+        [e.query for e in rows],
+        [e.response for e in rows],
+        [e.embedding for e in rows],
+        [None if e.metadata is None else json.dumps(e.metadata) for e in rows],
+        [e.created_at for e in rows],
+        [e.last_accessed_at for e in rows],
+        [e.ttl for e in rows],
+        [e.access_count for e in rows],
+    ]
+
+
+def _write_side_rows(
+    conn: Connection[Any], stmts: VectorStatements, entries: Sequence[StoredEntry]
+) -> None:
+    """Upsert the side rows of entries written without them."""
+    for i in range(0, len(entries), _INSERT_CHUNK):
+        chunk = entries[i : i + _INSERT_CHUNK]
+        params = [
+            [e.id for e in chunk],
+            [e.namespace for e in chunk],
+            [None if e.ttl is None else e.created_at + e.ttl for e in chunk],
+            side_vectors([e.embedding for e in chunk], stmts.dim),
+        ]
+        with conn.transaction():
+            conn.execute(stmts.sql["side_upsert"], params)
 
 
 def _entry(row: Sequence[Any]) -> StoredEntry:
@@ -75,9 +132,19 @@ class PostgresStore:
     in memory and written in one statement: inside the next write, before
     ``iter_lru_ids``, at the first lookup or touch a second after the oldest pending
     one, and at ``close``. Reads through this store already see them.
+
+    ``use_pgvector``: True answers ``search`` in the database (pgvector HNSW index in a
+    side table; ``StoreBackendError`` when the server or role cannot provide pgvector);
+    "auto" does so when it can and otherwise warns and keeps the in-process path; False
+    (the default) keeps the in-process path. A schema that has the side table is kept
+    written by every store, whatever its ``use_pgvector``. ``hnsw_m`` and
+    ``hnsw_ef_construction`` shape the index when this store builds it; ``ef_search``
+    and ``max_scan_tuples`` apply per search transaction; namespaces of at most
+    ``exact_search_max_rows`` rows are searched exactly instead of through the index.
     """
 
     backend_label = "postgres"
+    index_label = "pgvector"
     schema_version = 1
 
     def __init__(
@@ -88,6 +155,11 @@ class PostgresStore:
         pool: Any = None,
         schema: str = "mneme",
         use_pgvector: bool | Literal["auto"] = False,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        ef_search: int = 40,
+        max_scan_tuples: int = 20_000,
+        exact_search_max_rows: int = 2_000,
         connect_timeout: float = 10.0,
     ) -> None:
         if sum(source is not None for source in (dsn, connection, pool)) != 1:
@@ -97,10 +169,18 @@ class PostgresStore:
                 f"schema must be alphanumeric or underscore, start with a letter or "
                 f"underscore and be at most 63 characters: {schema!r}"
             )
-        if use_pgvector is not False:
-            raise NotImplementedError("PostgresStore(use_pgvector=...) is not available yet")
+        if use_pgvector not in (True, False, "auto"):
+            raise ValueError(f"use_pgvector must be True, False or 'auto', got {use_pgvector!r}")
+        self._hnsw = HnswOptions(
+            m=hnsw_m,
+            ef_construction=hnsw_ef_construction,
+            ef_search=ef_search,
+            max_scan_tuples=max_scan_tuples,
+            exact_search_max_rows=exact_search_max_rows,
+        )
         require_psycopg()
         self.schema = schema
+        self._use_pgvector = use_pgvector
         self._source: ConnectionSource
         if dsn is not None:
             self._source = OwnedConnection(dsn, connect_timeout)
@@ -114,6 +194,19 @@ class PostgresStore:
         self._pending: dict[int, tuple[int, int]] = {}
         self._pending_since = 0.0
         self._pending_lock = threading.Lock()
+        # pgvector: the side-table statements when this store keeps the side table
+        # written (always, once the schema has it), the vector type to register on
+        # connections, and whether this store answers search.
+        self._vec: VectorStatements | None = None
+        self._vector_info: TypeInfo | None = None
+        self._search = False
+        self._iterative = False
+        self._dim = 0
+
+    @property
+    def vector_search_enabled(self) -> bool:
+        """True when open with pgvector active: the cache then calls ``search``."""
+        return self._open and self._search
 
     # -- plumbing ---------------------------------------------------------------
 
@@ -121,18 +214,28 @@ class PostgresStore:
         if not self._open:
             raise CacheClosedError("PostgresStore is not open")
 
-    def _run(self, op: str, body: Callable[[Connection[Any]], _T], *, write: bool = False) -> _T:
+    def _run(
+        self,
+        op: str,
+        body: Callable[[Connection[Any]], _T],
+        *,
+        write: bool = False,
+        raw: bool = False,
+    ) -> _T:
         """Run ``body`` on a borrowed connection; psycopg errors become StoreBackendError.
 
         Writes, and anything on a connection that is not autocommit, run inside
         ``conn.transaction()``: a top-level transaction, or a savepoint when the
-        caller's own connection is already in one.
+        caller's own connection is already in one. ``raw`` bodies manage their own
+        transactions.
         """
         import psycopg
 
         try:
             with self._source.borrow() as conn:
-                if not write and conn.autocommit:
+                if self._vector_info is not None:
+                    self._adapt(conn)
+                if raw or (not write and conn.autocommit):
                     return body(conn)
                 with conn.transaction():
                     return body(conn)
@@ -158,6 +261,15 @@ class PostgresStore:
         except BaseException:
             self._restore_pending(pending)
             raise
+
+    def _adapt(self, conn: Connection[Any]) -> None:
+        """Register pgvector's adapters on a connection once (a type adapter, not
+        session state; the type's oid was looked up at open, so no round trip)."""
+        from pgvector.psycopg.vector import register_vector_info
+
+        info = self._vector_info
+        if info is not None and conn.adapters.types.get(info.oid) is None:
+            register_vector_info(conn, info)
 
     def _take_pending(self) -> dict[int, tuple[int, int]]:
         with self._pending_lock:
@@ -192,18 +304,16 @@ class PostgresStore:
             touch = self._pending.get(entry.id)
         if touch is None:
             return entry
-        return replace(entry, last_accessed_at=touch[0], access_count=entry.access_count + touch[1])
+        return replace(
+            entry,
+            last_accessed_at=max(entry.last_accessed_at, touch[0]),
+            access_count=entry.access_count + touch[1],
+        )
 
     # -- lifecycle --------------------------------------------------------------
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
-        from psycopg import sql
-
-        ident = sql.Identifier(self.schema)
-        self._sql = {
-            name: sql.SQL(text).format(schema=ident, columns=sql.SQL(COLUMNS))
-            for name, text in STATEMENTS.items()
-        }
+        self._sql = {name: compose(text, self.schema) for name, text in STATEMENTS.items()}
         migrations = load_migrations()
         try:
             self._run("open (provisioning)", lambda conn: provision(conn, self.schema, migrations))
@@ -222,10 +332,71 @@ class PostgresStore:
                 embedder_dim,
                 f"PostgreSQL schema {self.schema!r}",
             )
+            self._dim = int(embedder_dim)
+            self._run("open (pgvector)", self._open_vectors, raw=True)
         except BaseException:
             self._source.close()
             raise
         self._open = True
+
+    def _open_vectors(self, conn: Connection[Any]) -> None:
+        """Decide, from the arguments and what the schema says, whether this store
+        searches, keeps the side table written, or neither; upgrade when asked to."""
+        self._vec, self._vector_info, self._search = None, None, False
+        with conn.transaction():
+            state: VectorSchemaState = read_state(conn, self.schema)
+        want = self._use_pgvector
+        version = ""
+        if want is not False:
+            try:
+                kind = index_kind(self._dim)
+                version = ensure_extension(conn, state)
+            except StoreBackendError as exc:
+                if want is True:
+                    raise
+                message = f"PostgresStore(use_pgvector='auto') falls back to plain storage: {exc}"
+                _log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=4)
+                want = False
+        if want is False and state.flag_index is None:
+            return
+        if state.flag_index is not None:
+            kind = state.flag_index
+            if state.flag_dim != self._dim:
+                raise StoreBackendError(
+                    f"schema {self.schema!r} has a pgvector side table of dimension "
+                    f"{state.flag_dim}, but the embedder has {self._dim}"
+                )
+        stmts = VectorStatements(self.schema, self._dim, kind)
+        self._fetch_vector_type(conn)
+        if want is not False:
+            if not (state.flag_index is not None and state.index_valid):
+                upgrade(
+                    conn,
+                    self.schema,
+                    stmts,
+                    self._hnsw,
+                    owned_connection=isinstance(self._source, OwnedConnection),
+                )
+            self._iterative = parse_version(version) >= ITERATIVE_SCANS_SINCE
+            if not self._iterative:
+                _log.warning(
+                    "pgvector %s has no iterative index scans: small namespaces in a large "
+                    "table may lose recall; upgrade to pgvector 0.8.4 or later",
+                    version,
+                )
+            self._search = True
+        self._vec = stmts
+
+    def _fetch_vector_type(self, conn: Connection[Any]) -> None:
+        from psycopg.types import TypeInfo
+
+        with conn.transaction():
+            info = TypeInfo.fetch(conn, "vector")
+        if info is None:
+            raise StoreBackendError(f"schema {self.schema!r}: the vector type is missing")
+        self._vector_info = info
+        self._adapt(conn)
 
     def _read_embedder(self, conn: Connection[Any]) -> tuple[str | None, str | None]:
         values = []
@@ -249,6 +420,7 @@ class PostgresStore:
             except StoreBackendError as exc:
                 _log.warning("PostgresStore.close could not write access times: %s", exc)
         self._open = False
+        self._search = False
         self._source.close()
 
     # -- reads ------------------------------------------------------------------
@@ -328,7 +500,7 @@ class PostgresStore:
 
         self._check()
         metadata = None if entry.metadata is None else Jsonb(entry.metadata)
-        params = [
+        params: list[Any] = [
             entry.namespace,
             entry.query_hash,
             entry.query,
@@ -340,17 +512,26 @@ class PostgresStore:
             entry.ttl,
             entry.access_count,
         ]
+        vec = self._vec
 
-        def upsert(cur: Cursor[Any]) -> tuple[int, bool]:
-            row = cur.execute(self._sql["insert"], params).fetchone()
+        def upsert(cur: Cursor[Any]) -> tuple[tuple[int, Any], bool]:
+            if vec is None:
+                row = cur.execute(self._sql["insert"], params).fetchone()
+            else:
+                side = side_vector(entry.embedding, vec.dim)
+                row = cur.execute(vec.sql["insert"], [*params, side]).fetchone()
             if row is None:
                 raise StoreBackendError(
                     f"PostgresStore.insert: the version_counter row is missing from schema "
                     f"{self.schema!r}; the schema was damaged outside mneme"
                 )
-            return int(row[0]), False  # the insert statement bumped the counter itself
+            # The statement bumped the counter itself.
+            return (int(row[0]), row[1] if vec is None else None), False
 
-        return self._upsert("insert", upsert)
+        id_, flag = self._upsert("insert", upsert)
+        if flag is not None:
+            self._adopt_vectors([replace(entry, id=id_)])
+        return id_
 
     def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
         self._check()
@@ -363,25 +544,51 @@ class PostgresStore:
         for e in entries:
             latest[(e.namespace, e.query_hash)] = e
         rows = list(latest.values())
-        columns: list[list[Any]] = [
-            [e.namespace for e in rows],
-            [e.query_hash for e in rows],
-            [e.query for e in rows],
-            [e.response for e in rows],
-            [e.embedding for e in rows],
-            [None if e.metadata is None else json.dumps(e.metadata) for e in rows],
-            [e.created_at for e in rows],
-            [e.last_accessed_at for e in rows],
-            [e.ttl for e in rows],
-            [e.access_count for e in rows],
-        ]
+        chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
+        vec = self._vec
 
-        def upsert(cur: Cursor[Any]) -> tuple[dict[tuple[str, str], int], bool]:
-            cur.execute(self._sql["insert_many"], columns)
-            return {(ns, qh): int(id_) for ns, qh, id_ in cur.fetchall()}, False
+        def upsert(cur: Cursor[Any]) -> tuple[tuple[dict[tuple[str, str], int], Any], bool]:
+            ids: dict[tuple[str, str], int] = {}
+            flag = None
+            for chunk in chunks:  # parameters built per chunk: memory stays bounded
+                if vec is None:
+                    cur.execute(self._sql["insert_many"], _batch_columns(chunk))
+                else:
+                    sides = side_vectors([e.embedding for e in chunk], vec.dim)
+                    cur.execute(vec.sql["insert_many"], [*_batch_columns(chunk), sides])
+                for row in cur.fetchall():
+                    ids[(row[0], row[1])] = int(row[2])
+                    if vec is None and row[3] is not None:
+                        flag = row[3]
+            return (ids, flag), False
 
-        ids = self._upsert("insert_many", upsert)
+        if len(chunks) == 1:
+            ids, flag = self._upsert("insert_many", upsert)
+        else:  # several statements (each bumps the counter): one explicit transaction
+            ids, flag = self._write("insert_many", upsert)
+        if flag is not None:
+            self._adopt_vectors([replace(e, id=ids[(e.namespace, e.query_hash)]) for e in rows])
         return [ids[(e.namespace, e.query_hash)] for e in entries]
+
+    def _adopt_vectors(self, written: Sequence[StoredEntry]) -> None:
+        """The schema got its vector side table after this store opened: keep it written
+        from now on, starting with the entries this store just wrote."""
+
+        def adopt(conn: Connection[Any]) -> VectorStatements:
+            with conn.transaction():
+                state = read_state(conn, self.schema)
+            if state.flag_index is None or state.flag_dim != self._dim:
+                raise StoreBackendError(
+                    f"schema {self.schema!r}: the pgvector side table is not usable "
+                    f"(dimension {state.flag_dim}, embedder {self._dim})"
+                )
+            stmts = VectorStatements(self.schema, self._dim, state.flag_index)
+            self._fetch_vector_type(conn)
+            _write_side_rows(conn, stmts, written)
+            return stmts
+
+        self._vec = self._run("insert (pgvector side table)", adopt, raw=True)
+        _log.info("schema %r: keeping the pgvector side table written from now on", self.schema)
 
     def get_many_by_hash(
         self, namespace: str, query_hashes: Sequence[str]
@@ -520,6 +727,83 @@ class PostgresStore:
             and dim.isdigit()
             and version == str(self.schema_version)
         )
+
+    # -- pgvector ----------------------------------------------------------------
+
+    def search(
+        self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
+    ) -> list[tuple[StoredEntry, float]]:
+        """The ``k`` nearest live entries of ``namespace`` with their cosine similarity,
+        best first, in one round trip on an autocommit connection."""
+        self._check()
+        vec = self._vec
+        if not self._search or vec is None:
+            raise StoreBackendError(
+                "PostgresStore.search needs use_pgvector=True (or 'auto' with pgvector "
+                "available on the server)"
+            )
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if k <= 0 or query.shape != (vec.dim,) or not np.isfinite(query).all():
+            return []
+        if not np.any(query):
+            return []  # cosine is undefined for a zero vector
+        exact = self._hnsw.exact_search_max_rows
+        params = {
+            "ns": namespace,
+            "q": query,
+            "cap": exact + 1,
+            "exact": exact,
+            "now": now,
+            "k": k,
+        }
+        settings = [str(self._hnsw.ef_search)]
+        if self._iterative:
+            settings.append(str(self._hnsw.max_scan_tuples))
+        rows = self._run(
+            "search",
+            lambda conn: run_search(conn, vec, settings, self._iterative, params),
+            raw=True,
+        )
+        found = []
+        for row in rows:
+            entry = self._overlay(_entry(row))
+            if entry is not None:
+                found.append((entry, min(1.0, max(-1.0, float(row[11])))))
+        return found
+
+    def rebuild_vector_index(self) -> None:
+        """Rebuild the HNSW index (``REINDEX INDEX CONCURRENTLY``): after many deletes
+        or replacements, rebuilding and then vacuuming costs far less than vacuuming
+        the old graph. On a connection that is not autocommit the rebuild runs in a
+        transaction and blocks writers meanwhile."""
+        from psycopg import sql
+
+        self._check()
+        if self._vec is None:
+            raise StoreBackendError(
+                f"schema {self.schema!r} has no pgvector index; open with use_pgvector=True"
+            )
+        index = sql.SQL("{}.{}").format(
+            sql.Identifier(self.schema), sql.Identifier("idx_entry_vectors_hnsw")
+        )
+
+        def rebuild(conn: Connection[Any]) -> None:
+            started = time.monotonic()
+            if conn.autocommit:
+                conn.execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(index))
+            else:
+                _log.warning(
+                    "schema %r: rebuilding the HNSW index inside a transaction; writers "
+                    "wait until it is done",
+                    self.schema,
+                )
+                with conn.transaction():
+                    conn.execute(sql.SQL("REINDEX INDEX {}").format(index))
+            _log.info(
+                "schema %r: HNSW index rebuilt in %.1f s", self.schema, time.monotonic() - started
+            )
+
+        self._run("rebuild_vector_index", rebuild, raw=True)
 
     def snapshot_to(self, dest_path: str) -> None:
         raise CheckpointError(

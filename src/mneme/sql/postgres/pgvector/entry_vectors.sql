@@ -1,0 +1,21 @@
+-- mneme PostgresStore: the pgvector side table (not a numbered migration: a schema
+-- gets it when a store first opens it with use_pgvector enabled).
+-- "{schema}" is the quoted schema name, "{dim}" the embedder dimension.
+--
+-- One row per entry, written in the same statement as the entry. The vectors live
+-- here rather than in "entries" so that access-time updates (LRU) never reach the
+-- HNSW index, and so that TOAST never moves the vector out of line.
+
+CREATE TABLE IF NOT EXISTS {schema}.entry_vectors (
+    id         BIGINT PRIMARY KEY REFERENCES {schema}.entries (id) ON DELETE CASCADE,
+    namespace  TEXT   NOT NULL,
+    -- created_at + ttl; NULL when the entry never expires.
+    expires_at BIGINT,
+    -- NULL for a zero (or otherwise unusable) embedding: never indexed, never returned.
+    embedding  vector({dim})
+) WITH (fillfactor = 90);
+
+ALTER TABLE {schema}.entry_vectors ALTER COLUMN embedding SET STORAGE MAIN;
+
+-- Namespace size for routing, and the exact scan of small namespaces.
+CREATE INDEX IF NOT EXISTS idx_entry_vectors_ns ON {schema}.entry_vectors (namespace);
