@@ -72,6 +72,20 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {_lat(row, 'topic', 'p50')} / {_lat(row, 'topic', 'p99')} "
                 f"| {lk['near'].get('recall_at_1', 0):.3f} | {_mb(size)} |"
             )
+    lines += [
+        "",
+        "Namespace sizes per case (pgvector searches namespaces of at most 2,000 rows "
+        "exactly, larger ones with the HNSW index):",
+        "",
+    ]
+    for case in result["cases"]:
+        ns = case.get("namespaces")
+        if ns:
+            lines.append(
+                f"* {case['n']:,} x {case['dim']}: largest {ns['rows_largest']:,} rows, "
+                f"smallest {ns['rows_smallest']:,}; {ns['over_2000_rows']} of 50 namespaces "
+                f"over 2,000 rows, receiving {ns['query_share_over']:.0%} of the queries"
+            )
     if notes:
         lines += ["", *[f"* {n}" for n in notes]]
 

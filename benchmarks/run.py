@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import logging
 import os
 import platform
 import socket
@@ -41,13 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _measure as m
 import _report
-from _workload import CHUNK, Query, Workload, entry_index
+from _workload import CHUNK, N_NAMESPACES, Query, Workload, entry_index
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL_CASES = ((10_000, 384), (100_000, 384), (1_000_000, 384), (100_000, 1536))
 QUICK_CASES = ((10_000, 384), (50_000, 384))
 STORES = ("sqlite", "bytea", "pgvector")
 CLIENTS = (1, 4, 16)
+EXACT_ROUTE_ROWS = 2_000  # PostgresStore's default exact_search_max_rows
 
 
 @dataclass(frozen=True)
@@ -355,6 +357,7 @@ def run_case(dsn: str, n: int, dim: int, plan: Plan, seed: int, workdir: Path) -
     try:
         # Load: each chunk is generated once and put into both stores, timed apart.
         load_s = {"sqlite": 0.0, "bytea": 0.0}
+        ns_rows = np.zeros(N_NAMESPACES, dtype=np.int64)
         caches = {
             k: SemanticCache(store=m.make_store(specs[k]), **m.cache_kwargs(specs[k]))
             for k in load_s
@@ -362,6 +365,7 @@ def run_case(dsn: str, n: int, dim: int, plan: Plan, seed: int, workdir: Path) -
         try:
             for chunk in wl.chunks():
                 items = wl.items(chunk)
+                ns_rows += np.bincount(chunk.namespaces, minlength=N_NAMESPACES)
                 for kind, cache in caches.items():
                     started = time.perf_counter()
                     cache.put_many(items)
@@ -388,6 +392,16 @@ def run_case(dsn: str, n: int, dim: int, plan: Plan, seed: int, workdir: Path) -
         queries = {k: wl.queries(k, plan.warmup + plan.queries) for k in kinds}
         log("  exact ground truth (NumPy, streaming)")
         truth = {k: wl.nearest(queries[k]) for k in ("near", "topic")}
+        # pgvector answers namespaces up to exact_search_max_rows (2,000) exactly.
+        in_big = [
+            ns_rows[int(q.namespace.split("_")[1])] > EXACT_ROUTE_ROWS for q in queries["near"]
+        ]
+        case["namespaces"] = {
+            "rows_largest": int(ns_rows.max()),
+            "rows_smallest": int(ns_rows.min()),
+            f"over_{EXACT_ROUTE_ROWS}_rows": int((ns_rows > EXACT_ROUTE_ROWS).sum()),
+            "query_share_over": round(float(np.mean(in_big)), 3),
+        }
         case["truth_source_is_nearest"] = {
             k: round(
                 float(np.mean([q.source == t for q, t in zip(queries[k], truth[k], strict=True)])),
@@ -410,6 +424,43 @@ def run_case(dsn: str, n: int, dim: int, plan: Plan, seed: int, workdir: Path) -
     return case
 
 
+class PhaseLog(logging.Handler):
+    """Times of the upgrade's progress messages (logger "mneme.postgres"), to split the
+    first pgvector open into backfill and HNSW build."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.events: list[tuple[float, str]] = []
+        self.began = time.perf_counter()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append((time.perf_counter(), record.getMessage()))
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        logger = logging.getLogger("mneme.postgres")
+        old_level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        self.began = time.perf_counter()
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(old_level)
+
+    def split(self) -> dict[str, float]:
+        """Seconds from the start to the index build message, and of the build."""
+        starts = [t for t, msg in self.events if "building the HNSW index" in msg]
+        ends = [t for t, msg in self.events if "HNSW index built" in msg]
+        if not starts or not ends:
+            return {}
+        return {
+            "backfill_s": round(starts[0] - self.began, 2),
+            "hnsw_build_s": round(ends[-1] - starts[0], 2),
+        }
+
+
 def pgvector_case(
     spec: dict[str, Any],
     n: int,
@@ -424,10 +475,12 @@ def pgvector_case(
     out: dict[str, Any] = {"maintenance_work_mem_mb": mwm}
     upgrade = {**spec, "dsn": with_options(spec["dsn"], f"-c maintenance_work_mem={mwm}MB")}
     log(f"  pgvector: in-place upgrade (HNSW build, maintenance_work_mem={mwm}MB)")
+    phases = PhaseLog()
     try:
-        started = time.perf_counter()
-        cache = SemanticCache(store=m.make_store(upgrade), **m.cache_kwargs(upgrade))
-        build_s = time.perf_counter() - started
+        with phases.attached():
+            started = time.perf_counter()
+            cache = SemanticCache(store=m.make_store(upgrade), **m.cache_kwargs(upgrade))
+            build_s = time.perf_counter() - started
         backend = cache.health().index_backend
         cache.close()
     except Exception as exc:
@@ -439,7 +492,8 @@ def pgvector_case(
             "available": False,
             "reason": f"opened with use_pgvector=True but index is {backend!r}",
         }
-    out.update({"available": True, "index_build_s": round(build_s, 2)})
+    out.update({"available": True, "index_build_s": round(build_s, 2), **phases.split()})
+    log(f"  pgvector: upgrade took {build_s:.1f} s {phases.split()}")
     out["size"] = pg_sizes(spec["dsn"], spec["schema"])
     try:
         out.update(measure_store(spec, queries, truth, plan))
