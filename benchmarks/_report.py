@@ -12,6 +12,7 @@ STORE_LABELS = {
     "pgvector": "Postgres pgvector",
 }
 PLOT_DIM = 384
+COLOURS = ("tab:blue", "tab:orange", "tab:green")
 
 
 def _available(row: dict[str, Any] | None) -> bool:
@@ -182,11 +183,11 @@ def plots(result: dict[str, Any], out: Path) -> None:
         return xs, ys
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for store, label in STORE_LABELS.items():
+    for (store, label), colour in zip(STORE_LABELS.items(), COLOURS, strict=True):
         for stat, style in (("p50", "-o"), ("p99", "--x")):
             xs, ys = series(store, lambda r, s=stat: r["lookups"]["near"]["latency_ms"][s])
             if xs:
-                ax.plot(xs, ys, style, label=f"{label} hit {stat}")
+                ax.plot(xs, ys, style, color=colour, label=f"{label} hit {stat}")
     n_axis(ax)
     ax.set(
         yscale="log",
@@ -231,10 +232,10 @@ def plots(result: dict[str, Any], out: Path) -> None:
         ("rss", lambda r: r["rss_mb"], "MB", "Process RSS added by opening"),
     ):
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        for store, label in STORE_LABELS.items():
+        for (store, label), colour in zip(STORE_LABELS.items(), COLOURS, strict=True):
             xs, ys = series(store, pick)
             if xs:
-                ax.plot(xs, ys, "-o", label=label)
+                ax.plot(xs, ys, "-o", color=colour, label=label)
         n_axis(ax)
         ax.set(
             yscale="log",

@@ -519,6 +519,22 @@ def parse_cases(args: argparse.Namespace) -> list[tuple[int, int]]:
     return list(QUICK_CASES if args.quick else FULL_CASES)
 
 
+def mneme_source() -> dict[str, str]:
+    """Where the measured library came from, and its git revision when it has one."""
+    import subprocess
+
+    import mneme
+
+    where = Path(mneme.__file__).resolve().parent
+    rev = subprocess.run(
+        ["git", "-C", str(where), "describe", "--always", "--dirty"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    return {"path": str(where), "version": mneme.__version__, "git": rev or "not a checkout"}
+
+
 def machine() -> dict[str, Any]:
     cpu = "unknown"
     with contextlib.suppress(OSError):
@@ -575,6 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seed": args.seed,
         "machine": machine(),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "mneme": mneme_source(),
         "cases": [],
     }
     began = time.perf_counter()
