@@ -54,7 +54,7 @@ from mneme._store_postgres import PostgresStore
 from mneme.testing import HashingEmbedder
 
 RESULTS = Path(__file__).resolve().parent / "results"
-T0 = 1_700_000_000
+T0 = int(time.time())  # entries are fresh: the default confidence halves per day of age
 
 
 @dataclass

@@ -1,13 +1,13 @@
 """Giving a PostgresStore schema its pgvector side table, on a fresh or a filled schema.
 
 The order is what keeps a fleet of mixed processes consistent: first the side table and
-the ``vector_index`` flag (in one transaction that also holds the version-counter lock,
-so writes in flight finish first); from then on every opener, and every store that was
-already open at its next write, keeps the side table written. Then the existing entries
-are copied over in batches, the HNSW index is built without blocking writers, and a
-last pass adds side rows for entries written meanwhile by stores that had not yet
-noticed the flag. An advisory lock keeps two processes from upgrading at once; the
-second waits, polling, and then finds the work done.
+the ``vector_index`` flag, in one short transaction holding a lock on ``entries`` that
+lets writes in flight finish first and holds new ones back; from then on every opener,
+and every store that was already open at its next write, keeps the side table written.
+Then the existing entries are copied over in batches, the HNSW index is built without
+blocking writers, and a last pass adds side rows for entries that still lack one. An
+advisory lock keeps two processes from upgrading at once; the second waits, polling,
+and then finds the work done.
 """
 
 from __future__ import annotations
@@ -194,12 +194,16 @@ def _create_table(
         "INSERT INTO {}.schema_meta (key, value) VALUES (%s, %s) "
         "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
     ).format(sql.Identifier(schema))
-    lock = sql.SQL(
-        "SELECT 1 FROM {}.multi_process_state WHERE key = 'version_counter' FOR UPDATE"
-    ).format(sql.Identifier(schema))
+    # The lock CREATE TABLE ... REFERENCES takes anyway, taken first and explicitly: it
+    # waits for writes in flight and holds new ones back until the flag is committed, so
+    # every later write statement sees the flag. (Not the version-counter row: writers
+    # take that and the entries lock in either order, so holding it here could deadlock.)
+    lock = sql.SQL("LOCK TABLE {}.entries IN SHARE ROW EXCLUSIVE MODE").format(
+        sql.Identifier(schema)
+    )
 
     def body() -> int:
-        conn.execute(lock)  # writers in flight commit before the flag does
+        conn.execute(lock)
         conn.execute(stmts.table)
         if state.flag_index is None:
             conn.execute(meta, [META_DIM, str(stmts.dim)])

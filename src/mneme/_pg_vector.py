@@ -161,13 +161,14 @@ _SIDE_STATEMENTS = {
     "count_entries": "SELECT count(*) FROM {schema}.entries",
     # One statement, one branch executed: the uncorrelated size test becomes a one-time
     # filter. n counts the namespace only up to the routing threshold; a (large
-    # namespace) is a bare ORDER BY distance LIMIT k, which the HNSW index answers; x
+    # namespace) is a bare ORDER BY distance LIMIT k, which the HNSW index answers
+    # ("|| ''" keeps the planner from sorting the namespace's btree rows instead); x
     # (small namespace) is exact, "+ 0" keeping the planner off the index. MATERIALIZED
     # and the outer ORDER BY restore best-first order after the relaxed index scan.
     "search": "WITH n AS MATERIALIZED (SELECT count(*) AS c FROM (SELECT 1 FROM "
     "{schema}.entry_vectors WHERE namespace = %(ns)s LIMIT %(cap)s) t), "
     "a AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
-    "WHERE namespace = %(ns)s AND (SELECT c FROM n) > %(exact)s "
+    "WHERE namespace || '' = %(ns)s AND (SELECT c FROM n) > %(exact)s AND embedding IS NOT NULL "
     "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(k)s), "
     "x AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
     "WHERE namespace = %(ns)s AND (SELECT c FROM n) <= %(exact)s AND embedding IS NOT NULL "
