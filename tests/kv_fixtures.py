@@ -10,17 +10,22 @@ fresh table per test.
 
 from __future__ import annotations
 
+import copy
 import os
+import types
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
+from moto import mock_aws
 
+from mneme._store_dynamodb import DynamoDBStore
 from mneme._store_redis import RedisStore
 
 RedisStoreFactory = Callable[[], RedisStore]
+DynamoDBStoreFactory = Callable[[], DynamoDBStore]
 
 AWS_REGION = "us-east-1"
 
@@ -81,4 +86,77 @@ def redis_store_factory(redis_url: str, redis_prefix: str) -> Iterator[RedisStor
 
     yield make
     for store in made:  # a safety net: close() is idempotent
+        store.close()
+
+
+@pytest.fixture
+def aws_mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's in-process AWS with fake credentials: nothing leaves the process."""
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SECURITY_TOKEN", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", AWS_REGION)
+    _copy_tables_once_per_transaction(monkeypatch)
+    with mock_aws():
+        yield
+
+
+def _copy_tables_once_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's TransactWriteItems copy the table once, not once per action.
+
+    For its rollback moto deep-copies the whole table for every action of a transaction
+    (before applying any), which makes a 2,000-entry table take minutes to fill. The
+    copies of one transaction are identical, so handing out the first one keeps moto's
+    behaviour exactly. Without moto's internals as expected, nothing is patched.
+    """
+    try:
+        import moto.dynamodb.models as models
+        from moto.dynamodb.models.table import Table
+    except ImportError:
+        return
+    if getattr(models, "copy", None) is not copy or not hasattr(
+        models.DynamoDBBackend, "transact_write_items"
+    ):
+        return
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        copies: dict[int, Any] = {}
+
+        def deepcopy(obj: Any, memo: dict[int, Any] | None = None) -> Any:
+            if isinstance(obj, Table):
+                if id(obj) not in copies:
+                    copies[id(obj)] = copy.deepcopy(obj)
+                return copies[id(obj)]
+            return copy.deepcopy(obj, memo)
+
+        shim = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+        with monkeypatch.context() as patch:
+            patch.setattr(models, "copy", shim)
+            original(self, transact_items)
+
+    monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
+@pytest.fixture
+def dynamodb_table_name(aws_mock: None) -> str:
+    """A table name unique to this test (moto's state is fresh per test anyway)."""
+    return f"mneme-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def dynamodb_store_factory(dynamodb_table_name: str) -> Iterator[DynamoDBStoreFactory]:
+    """Unopened stores on one table, created by the first open."""
+    made: list[DynamoDBStore] = []
+
+    def make() -> DynamoDBStore:
+        store = DynamoDBStore(dynamodb_table_name, region_name=AWS_REGION, create_table=True)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
         store.close()
