@@ -45,7 +45,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._errors import CacheClosedError, CheckpointError, SchemaMigrationError, StoreBackendError
 from ._store import COUNTER_NAMES
@@ -67,6 +67,7 @@ _MAX_TRANSACT_ITEMS = 100
 _MAX_TRANSACT_BYTES = 3_500_000  # DynamoDB allows 4 MB; keep a margin for overhead
 _MAX_BATCH_GET = 100
 _ATTEMPTS = 8
+_T = TypeVar("_T")
 _RETRYABLE_REASONS = frozenset({"ConditionalCheckFailed", "TransactionConflict"})
 
 
@@ -332,7 +333,9 @@ class DynamoDBStore:
                     raise _Cancelled from exc
                 raise
 
-    def _retrying(self, operation: str, attempt: Callable[[], Any]) -> Any:
+    def _retrying(self, operation: str, attempt: Callable[[], _T]) -> _T:
+        """Run ``attempt`` (which reads, then writes one transaction) until no concurrent
+        writer cancels its transaction, at most ``_ATTEMPTS`` times."""
         for _ in range(_ATTEMPTS - 1):
             try:
                 return attempt()
