@@ -1,8 +1,8 @@
 """A deterministic workload that looks like an LLM response cache.
 
 * 50 namespaces (tenants) whose sizes follow a zipf-like law: weight of the k-th
-  namespace is ``1 / (k + 1) ** NAMESPACE_SKEW``, so the largest holds about a fifth of
-  the rows and the smallest well under 1%.
+  namespace is ``1 / (k + 1) ** NAMESPACE_SKEW``, so the largest holds about a quarter
+  of the rows and the smallest about 0.35%.
 * Structured vectors: ``TOPICS`` topic centres (unit, i.i.d. Gaussian); a stored entry is
   ``normalise(centre + ENTRY_SPREAD * g)`` with ``g`` a random unit direction, its topic
   drawn with a zipf-like popularity. Two entries of one topic have cosine ~0.7, below
