@@ -681,3 +681,22 @@ def test_rebuild_vector_index(postgres_dsn: str, opened_stores: list[PostgresSto
     plain = open_store(opened_stores, postgres_dsn, fresh(), 8)
     with pytest.raises(StoreBackendError, match="no pgvector index"):
         plain.rebuild_vector_index()
+
+
+def test_search_through_a_pool_of_non_autocommit_connections(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    from psycopg_pool import ConnectionPool
+
+    with ConnectionPool(postgres_dsn, min_size=1, max_size=2, open=True) as pool:
+        store = PostgresStore(pool=pool, schema=pg_schema, use_pgvector=True)
+        store.open(fp(8), 8)
+        v = unit(np.arange(1, 9, dtype=np.float64))
+        store.insert_many([entry("a", v), entry("b", -v)])
+        for _ in range(3):  # every borrowed connection gets the adapters, and goes back idle
+            found = store.search("default", v, k=2, now=T0)
+            assert [e.query_hash for e, _ in found] == ["a", "b"]
+            assert found[0][1] == pytest.approx(1.0, abs=1e-5)
+            assert found[1][1] == pytest.approx(-1.0, abs=1e-5)
+        store.close()
+        assert pool.get_stats()["pool_available"] == pool.get_stats()["pool_size"]
