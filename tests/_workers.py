@@ -22,7 +22,8 @@ from mneme import MnemeError, SemanticCache, SQLiteStore, Store, StoreBackendErr
 from mneme.testing import HashingEmbedder
 
 StoreSpec = tuple[str, ...]
-"""("sqlite", path) or ("postgres", dsn, schema) or ("postgres-pool", dsn, schema)."""
+"""("sqlite", path), ("postgres", dsn, schema), ("postgres-pgvector", dsn, schema), or
+("postgres-pool", dsn, schema[, "pgvector"]) for a pooled store."""
 
 DIM = 16
 
@@ -46,6 +47,8 @@ def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> Store:
 
     if kind == "postgres":
         return PostgresStore(spec[1], schema=spec[2], connect_timeout=5)
+    if kind == "postgres-pgvector":
+        return PostgresStore(spec[1], schema=spec[2], connect_timeout=5, use_pgvector=True)
     raise ValueError(f"unknown store spec {spec!r}")
 
 
@@ -61,7 +64,8 @@ def make_pooled_store(spec: StoreSpec, size: int) -> tuple[Store, Callable[[], N
     pool: ConnectionPool[Any] = ConnectionPool(
         spec[1], min_size=1, max_size=size, open=True, timeout=60
     )
-    return PostgresStore(pool=pool, schema=spec[2]), pool.close
+    pgvector = spec[3:] == ("pgvector",)
+    return PostgresStore(pool=pool, schema=spec[2], use_pgvector=pgvector), pool.close
 
 
 # -- a cache driven by commands over a pipe -------------------------------------------

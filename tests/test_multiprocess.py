@@ -1,7 +1,8 @@
 """Several processes on one store (api.md §8): what each multi_process_mode promises.
 
 Cache A lives in this process; cache B runs in a spawned child on the same SQLite file
-or the same Postgres schema (BYTEA path) and is driven by commands over a pipe.
+or the same Postgres schema (BYTEA path; pgvector for the always-current case) and is
+driven by commands over a pipe.
 Vectors are explicit unit basis vectors, so "found by this embedding" is unambiguous:
 distinct entries have cosine 0, and a probe with an entry's own vector has cosine 1.
 """
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from _workers import StoreSpec, basis, cache_server, embedder, make_store
-from mneme import AsyncSemanticCache, MultiProcessLockError, SemanticCache
+from mneme import AsyncSemanticCache, MultiProcessLockError, SemanticCache, Store
 
 T0 = 1_700_000_000.0
 
@@ -194,6 +195,33 @@ def test_single_mode_does_not_see_other_processes_semantically(
             None,
             None,
         ]
+
+
+@pytest.mark.backend("pgvector")
+def test_pgvector_store_is_always_current_without_any_mode(
+    postgres_pgvector_store_factory: Callable[[], Store], postgres_dsn: str, pg_schema: str
+) -> None:
+    """A store that searches itself needs no multi-process mode: in "single" mode A
+    sees every change B makes at its next lookup."""
+    spec: StoreSpec = ("postgres-pgvector", postgres_dsn, pg_schema)
+    with cache_a(spec, "single") as a:
+        assert a.health().index_backend == "pgvector"
+        seed(a)
+        b = Remote(spec, clock_start=T0 + 100, namespace_quotas={"q": 3})
+        try:
+            changes_in_b(b)
+        finally:
+            b.close()
+        assert [probe(a, i) for i in (6, 7, 8, 1, 2, 0)] == [
+            ("semantic", "new-r"),
+            ("semantic", "new2-r"),
+            ("semantic", "new"),
+            None,
+            None,
+            ("semantic", "keep-r"),
+        ]
+        assert probe(a, 3, "q") is None
+        assert probe(a, 9, "q") == ("semantic", "e3-r")
 
 
 def test_mmap_shared_is_refused_with_an_alternative(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 8 spawned processes, each with one cache shared by 3 threads, run a random mix of
 gets, puts and deletes for a fixed time against one SQLite file or one Postgres
-schema (BYTEA path, one psycopg_pool pool per process). Keys are designed so the end
-state is computable from what the workers report:
+schema (BYTEA path, and pgvector path), with one psycopg_pool pool per process. Keys
+are designed so the end state is computable from what the workers report:
 
 * namespace "owned": every key belongs to one thread, which puts and deletes it, so
   the last successful operation on each key is known;
@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +29,14 @@ import pytest
 from psycopg import sql
 
 from _workers import StoreSpec, make_store, stress_process
-from mneme import SemanticCache
+from mneme import SemanticCache, Store
 from mneme.testing import HashingEmbedder
 
 pytestmark = pytest.mark.slow
 
 PROCESSES = 8
 THREADS = 3
-SECONDS = 10.0
+SECONDS = 8.0
 QUOTAS = {"q0": 30, "q1": 30}
 DUPLICATES = (
     "SELECT namespace, query_hash, count(*) FROM {entries} "
@@ -89,6 +90,7 @@ def check_at_rest(
 
     fp = HashingEmbedder(dim=32)
     store = make_store(("postgres", spec[1], spec[2]) if spec[0] == "postgres-pool" else spec)
+    # (the BYTEA view of a pgvector schema is the same entries table)
     store.open(fp.fingerprint, fp.dim)
     try:
         rows = {(e.namespace, e.query): e.response for e in store.iter_all()}
@@ -138,4 +140,20 @@ def test_stress_postgres_bytea(postgres_dsn: str, pg_schema: str) -> None:
     with psycopg.connect(postgres_dsn) as conn:
         duplicates = conn.execute(query).fetchall()
     label = f"postgres bytea ({time.monotonic() - started:.1f} s wall)"
+    check_at_rest(spec, reports, duplicates, label)
+
+
+@pytest.mark.backend("pgvector")
+def test_stress_postgres_pgvector(
+    postgres_pgvector_store_factory: Callable[[], Store], postgres_dsn: str, pg_schema: str
+) -> None:
+    """The same on the pgvector path: Layer 2 runs in the database, no in-process index."""
+    prepare(("postgres-pgvector", postgres_dsn, pg_schema))
+    spec: StoreSpec = ("postgres-pool", postgres_dsn, pg_schema, "pgvector")
+    started = time.monotonic()
+    reports = run_workers(spec)
+    query = sql.SQL(DUPLICATES).format(entries=sql.Identifier(pg_schema, "entries"))
+    with psycopg.connect(postgres_dsn) as conn:
+        duplicates = conn.execute(query).fetchall()
+    label = f"postgres pgvector ({time.monotonic() - started:.1f} s wall)"
     check_at_rest(spec, reports, duplicates, label)
