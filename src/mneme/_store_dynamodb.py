@@ -567,7 +567,9 @@ class DynamoDBStore:
 
     def oldest_created_at(self) -> int | None:
         self._conn()
-        created = (int(i["ca"]["N"]) for i in self._entries_projected("oldest", None, "ca"))
+        created = (
+            int(i["ca"]["N"]) for i in self._entries_projected("oldest_created_at", None, "ca")
+        )
         return min(created, default=None)
 
     def read_version_counter(self) -> int:
