@@ -265,9 +265,13 @@ def decide_semantic(
     candidates: Sequence[tuple[StoredEntry, float]],
     now: int,
     threshold: float,
+    *,
+    below_follows: bool = False,
 ) -> Decision:
     """Walk candidates best first: stop below the threshold, drop expired and invalid
-    ones (the shell deletes them), skip low-confidence ones, serve the first good one."""
+    ones (the shell deletes them), skip low-confidence ones, serve the first good one.
+    ``below_follows`` says a neighbour below the threshold came after the candidates
+    given (the shell did not fetch it), so running out of them is "below_threshold"."""
     d = Decision()
     for entry, similarity in candidates:
         if similarity < threshold:
@@ -294,7 +298,7 @@ def decide_semantic(
         )
         d.hit_id = entry.id
         return d
-    d.miss_reason = "no_match"
+    d.miss_reason = "below_threshold" if below_follows else "no_match"
     return d
 
 

@@ -248,8 +248,9 @@ def _semantic(
     if vector is None or not np.any(vector):
         yield from _record_miss(st, ns, reason or "no_match")
         return None
-    candidates = yield from _candidates(st, ns, vector, now)
-    decision = decide_semantic(st.config, candidates, now, st.threshold)
+    threshold = st.threshold
+    candidates, below = yield from _candidates(st, ns, vector, now, threshold)
+    decision = decide_semantic(st.config, candidates, now, threshold, below_follows=below)
     if decision.expired:
         yield from _delete_ids(st, decision.expired, expired=True)
     if decision.invalid:
@@ -264,26 +265,35 @@ def _semantic(
     return decision.hit
 
 
-def _candidates(st: CacheState, ns: str, vector: npt.NDArray[np.float32], now: int) -> Flow:
+def _candidates(
+    st: CacheState, ns: str, vector: npt.NDArray[np.float32], now: int, threshold: float
+) -> Flow:
+    """The ranked candidates with their entries, and whether a neighbour below the
+    threshold was left unfetched (in-process index: such a neighbour can never be
+    served, so fetching it would be a wasted round trip)."""
     if st.search_store:
         found: list[tuple[StoredEntry, float]] = yield StoreCall(
             "search", (ns, vector), {"k": TOP_K, "now": now}
         )
-        return found
+        return found, False
     assert st.index is not None
     out: list[tuple[StoredEntry, float]] = []
+    below = False
     for _ in range(TOP_K):
-        out, stale = [], False
+        out, below, stale = [], False, False
         for id_, similarity in st.index.search(ns, vector, TOP_K):
+            if similarity < threshold:
+                below = True
+                break
             entry = yield StoreCall("get_by_id", (id_,))
             if entry is None or entry.namespace != ns:
                 st.index.remove(id_)  # deleted by another process or by vacuum
                 stale = True
                 continue
             out.append((entry, similarity))
-        if not stale or len(out) == TOP_K:
+        if not stale or below or len(out) == TOP_K:
             break  # else search again so the dropped rows' places are filled
-    return out
+    return out, below
 
 
 # -- writes ----------------------------------------------------------------------
