@@ -2,23 +2,20 @@
 
 boto3 is imported lazily so that ``import mneme`` works without the extra.
 
-The table has a string partition key ``pk`` and a string sort key ``sk``. Items
-(ids in sort keys are zero-padded to 20 digits, so they sort by id):
+The table has a string partition key ``pk`` and a string sort key ``sk``. Items, as
+``pk`` / ``sk``: attributes (ids in sort keys are zero-padded to 20 digits, so they sort
+by id):
 
-=======================  ====================  ============================================
-pk                       sk                    attributes
-=======================  ====================  ============================================
-``ENTRY``                ``<id>``              one entry: ``id``, ``ns``, ``qh``, ``q``,
-                                               ``r``, ``v`` (embedding, binary), ``md``
-                                               (metadata JSON, ``null`` for none), ``ca``,
-                                               ``la``, ``ac``, ``ttl`` (absent = never)
-``HASH#<namespace>``     ``H#<query_hash>``    ``id``: the lookup by (namespace, hash)
-``NS``                   ``N#<namespace>``     ``n``: entries in the namespace
-``QUOTA``                ``Q#<namespace>``     ``q``: the namespace's quota
-``COUNTER``              ``C#<namespace>``     one number attribute per counter
-``META``                 ``M#<key>``           ``val``: meta values (embedder, schema)
-``STATE``                ``version`` / ``seq``  ``n``: version counter / last id handed out
-=======================  ====================  ============================================
+* ``ENTRY`` / ``<id>``: one entry: ``id``, ``ns``, ``qh``, ``q``, ``r``, ``v`` (embedding,
+  binary), ``md`` (metadata JSON, ``null`` for none), ``ca``, ``la``, ``ac``, ``ttl``
+  (absent = never expires).
+* ``HASH#<namespace>`` / ``H#<query_hash>``: ``id``, the lookup by (namespace, hash).
+* ``NS`` / ``N#<namespace>``: ``n``, entries in the namespace.
+* ``QUOTA`` / ``Q#<namespace>``: ``q``, the namespace's quota.
+* ``COUNTER`` / ``C#<namespace>``: one number attribute per counter.
+* ``META`` / ``M#<key>``: ``val``, meta values (embedder fingerprint and dim, schema).
+* ``STATE`` / ``version`` and ``STATE`` / ``seq``: ``n``, the version counter and the
+  last id handed out.
 
 Writes are ``TransactWriteItems``: an entry and its hash item change together with the
 namespace count and the version counter. A replacement keeps its id under a condition
@@ -33,8 +30,8 @@ transactions, each atomic with its own version bump.
 All entries share the ``ENTRY`` partition, so ``iter_all``/``iter_since``/
 ``iter_vectors`` are ordered ``Query`` pages. ``iter_lru_ids``, ``delete_expired``,
 ``oldest_created_at`` and ``integrity_check`` read every entry's small attributes
-(``Query`` of the partition, sorted in Python): O(n) reads, suited to small and medium
-caches.
+(``Query`` of the partition, sorted in Python): O(n) reads, billed on the full item
+size, suited to small and medium caches.
 """
 
 from __future__ import annotations

@@ -2,37 +2,29 @@
 
 redis-py is imported lazily so that ``import mneme`` works without the extra.
 
-Data layout (``P`` is ``key_prefix``; ids are decimal, zset members are ids zero-padded
-to 20 digits so that equal scores sort by id):
+Data layout (``P`` is ``key_prefix``; ids are decimal, sorted-set members are ids
+zero-padded to 20 digits so that equal scores sort by id):
 
-=====================  ======  ==========================================================
-key                    type    contents
-=====================  ======  ==========================================================
-``P:e:<id>``           hash    one entry: ``ns``, ``qh``, ``q`` (query), ``r`` (response),
-                               ``v`` (embedding bytes), ``m`` (metadata JSON, ``null``
-                               for none), ``c`` (created_at), ``a`` (last_accessed_at),
-                               ``n`` (access_count), ``t`` (ttl; absent = never expires)
-``P:h:<ns>``           hash    query_hash -> id, one per namespace
-``P:loc``              hash    id -> ``[namespace, query_hash]`` (JSON); never expires, so
-                               an entry that Redis dropped on its own can still be
-                               unlinked from every index
-``P:ids``              zset    every id, scored by id (iteration in id order)
-``P:lru``, ``P:lru:<ns>``  zset  ids scored by last_accessed_at, globally / per namespace
-``P:created``          zset    ids scored by created_at (``oldest_created_at``)
-``P:exp``, ``P:exp:<ns>``  zset  ids of entries with a ttl, scored by created_at + ttl
-``P:reap``             zset    ids whose entry key has a Redis expiry, scored by that
-                               expiry (server milliseconds)
-``P:ns``               hash    namespace -> number of entries (absent when 0)
-``P:q``                hash    namespace -> quota
-``P:c:<ns>``, ``P:cns``  hash, set  counters of a namespace; namespaces with counters
-``P:meta``             hash    meta values (embedder fingerprint and dim, schema version)
-``P:version``          string  version counter (INCR)
-``P:seq``              string  last id handed out (INCR; ids are never reused)
-=====================  ======  ==========================================================
+* ``P:e:<id>`` hash, one entry: ``ns``, ``qh``, ``q`` (query), ``r`` (response), ``v``
+  (embedding bytes), ``m`` (metadata JSON, ``null`` for none), ``c`` (created_at), ``a``
+  (last_accessed_at), ``n`` (access_count), ``t`` (ttl; absent = never expires).
+* ``P:h:<ns>`` hash, query_hash -> id, one per namespace.
+* ``P:loc`` hash, id -> ``[namespace, query_hash]`` (JSON). It never expires, so an
+  entry that Redis dropped on its own can still be unlinked from every index.
+* ``P:ids`` zset, every id scored by id (iteration in id order).
+* ``P:lru`` / ``P:lru:<ns>`` zsets, ids scored by last_accessed_at.
+* ``P:created`` zset, ids scored by created_at.
+* ``P:exp`` / ``P:exp:<ns>`` zsets, ids of entries with a ttl scored by created_at + ttl.
+* ``P:reap`` zset, ids whose entry key has a Redis expiry, scored by it (server ms).
+* ``P:ns`` hash, namespace -> number of entries (absent when 0); ``P:q`` hash, quotas.
+* ``P:c:<ns>`` hash, counters of a namespace; ``P:cns`` set, namespaces with counters.
+* ``P:meta`` hash, meta values (embedder fingerprint and dim, schema version).
+* ``P:version`` counter bumped by every insert and delete; ``P:seq`` last id handed out.
 
-Every mutation is one Lua script, so it is atomic with its version bump and costs one
-round trip. The scripts touch keys they compute from the prefix, which standalone Redis
-(and a primary with replicas) allows and Redis Cluster does not.
+Every insert, delete and access update is one Lua script, so it is atomic (with its
+version bump) and costs one round trip. The scripts touch keys they compute from the
+prefix, which standalone Redis (and a primary with replicas) allows and Redis Cluster
+does not.
 
 Native TTL (``use_native_ttl=True``): an entry with a ttl also gets a Redis expiry on
 its ``P:e:<id>`` key, ``ttl`` seconds after the write by the server's clock, so Redis
@@ -81,10 +73,6 @@ def _require_redis() -> ModuleType:
 
 def _mask_url(url: str) -> str:
     return _URL_PASSWORD.sub(r"\1***@", url)
-
-
-def _pad(id_: int) -> str:
-    return f"{id_:020d}"
 
 
 # -- Lua ----------------------------------------------------------------------------------
