@@ -404,3 +404,20 @@ def test_a_dropped_connection_raises_and_the_next_call_recovers(
         assert store.insert(make_entry("other")) > id_
     finally:
         store.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(
+    redis_url: str, redis_prefix: str, redis_client: redis.Redis
+) -> None:
+    name = f"mneme-{uuid.uuid4().hex[:8]}"
+    sep = "&" if "?" in redis_url else "?"
+    store = RedisStore(url=f"{redis_url}{sep}client_name={name}", key_prefix=redis_prefix)
+    store.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+    try:
+        id_ = store.insert(make_entry("h"))
+        for client in redis_client.client_list():
+            if client.get("name") == name:
+                redis_client.client_kill_filter(_id=client["id"])
+        assert store.get_by_id(id_) is not None
+    finally:
+        store.close()

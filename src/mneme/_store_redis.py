@@ -437,14 +437,16 @@ class RedisStore:
             redis = self._redis
             if self._url is not None:
                 with self._errors("open"):
-                    from redis.backoff import ExponentialBackoff
+                    from redis.backoff import NoBackoff
                     from redis.retry import Retry
 
                     client = redis.Redis.from_url(
                         self._url,
                         socket_connect_timeout=5.0,
-                        # One quick retry covers a pooled connection the server dropped.
-                        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+                        # No resending: a script whose reply was lost may have run, and
+                        # running a delete twice would misreport what it deleted. The
+                        # pool still replaces a connection found dead before use.
+                        retry=Retry(NoBackoff(), 0),
                     )
             else:
                 client = self._given_client
