@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import types
 import uuid
 from collections.abc import Callable, Iterator
@@ -122,22 +123,26 @@ def _copy_tables_once_per_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
     ):
         return
     original = models.DynamoDBBackend.transact_write_items
+    current = threading.local()  # the copies made for the running transaction
+
+    def deepcopy(obj: Any, memo: dict[int, Any] | None = None) -> Any:
+        copies: dict[int, Any] | None = getattr(current, "copies", None)
+        if copies is None or not isinstance(obj, Table):
+            return copy.deepcopy(obj, memo)
+        if id(obj) not in copies:
+            copies[id(obj)] = copy.deepcopy(obj)
+        return copies[id(obj)]
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        copies: dict[int, Any] = {}
-
-        def deepcopy(obj: Any, memo: dict[int, Any] | None = None) -> Any:
-            if isinstance(obj, Table):
-                if id(obj) not in copies:
-                    copies[id(obj)] = copy.deepcopy(obj)
-                return copies[id(obj)]
-            return copy.deepcopy(obj, memo)
-
-        shim = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
-        with monkeypatch.context() as patch:
-            patch.setattr(models, "copy", shim)
+        current.copies = {}
+        try:
             original(self, transact_items)
+        finally:
+            current.copies = None
 
+    monkeypatch.setattr(
+        models, "copy", types.SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})
+    )
     monkeypatch.setattr(models.DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
