@@ -223,6 +223,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--opens", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--ef-search", type=int, default=40, help="PostgresStore(ef_search=)")
     parser.add_argument("--dsn", default=None)
     parser.add_argument("--output", default=None, help="JSON path (default under results/)")
     args = parser.parse_args()
@@ -281,7 +282,9 @@ def main() -> None:
                         sql.Identifier(schemas["pgvector"])
                     )
                 )
-            for label, options in (("pgvector", {"use_pgvector": True}), ("bytea", {})):
+            vector_options = {"use_pgvector": True, "ef_search": args.ef_search}
+            result["ef_search"] = args.ef_search
+            for label, options in (("pgvector", vector_options), ("bytea", {})):
                 schema = schemas[label]
                 result[label] = measure(
                     lambda s=schema, o=options: PostgresStore(dsn, schema=s, **o),
