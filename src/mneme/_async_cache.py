@@ -132,6 +132,8 @@ class AsyncSemanticCache:
         self._last_stale_check = 0.0
         self._opened = False
         self._closed = False
+        # Operations still running, including ones whose callers were cancelled.
+        self._running: set[asyncio.Future[Any]] = set()
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -165,6 +167,8 @@ class AsyncSemanticCache:
         self._closed = True
         if not self._opened:
             return
+        # Let abandoned operations finish before the store goes away.
+        await asyncio.gather(*self._running, return_exceptions=True)
         async with self._lock:
             try:
                 await self._drive(flows.flush_counters(self._state))
@@ -234,6 +238,8 @@ class AsyncSemanticCache:
     async def _call(self, flow: flows.Flow) -> Any:
         self._check_open()
         task = asyncio.ensure_future(self._locked(flow))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
         # shield: a cancelled caller stops waiting, the operation still finishes.
         return await asyncio.shield(task)
 

@@ -57,6 +57,8 @@ class Limits:
 
 
 MAX_NAMESPACE_BYTES = 512
+# An escaped NUL in JSON text: \u0000 after an even number of backslashes.
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _storable(name: str, value: object) -> bytes:
@@ -97,7 +99,14 @@ def check_metadata(metadata: object, limit: int) -> dict[str, Any] | None:
         encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
-    size = len(encoded.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(encoded.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"metadata holds text that is not valid Unicode (surrogates): {exc}"
+        ) from exc
+    if _JSON_NUL.search(encoded):
+        raise ValueError("metadata holds a NUL character, which stores cannot keep")
     if size > limit:
         raise ValueError(f"metadata is {size} bytes of JSON, over max_metadata_bytes={limit}")
     # Round-trip so what is stored equals what any store will give back.
