@@ -23,7 +23,17 @@ StoreFactory = Callable[[], Store]
 # Every store the contract battery runs against. Each name maps to a fixture that
 # returns a zero-argument factory making a fresh, unopened store over the same
 # backing data (calling it twice gives two handles on one store, for reopen tests).
-STORE_BACKENDS = ["memory", "sqlite", "postgres", "postgres_pgvector", "pg15", "redis", "dynamodb"]
+STORE_BACKENDS = [
+    "memory",
+    "sqlite",
+    "postgres",
+    "postgres_pgvector",
+    "postgres_async",
+    "pgvector_async",
+    "pg15",
+    "redis",
+    "dynamodb",
+]
 
 
 @pytest.fixture

@@ -11,9 +11,12 @@ with a reason when the variable is unset or the server does not answer.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import os
 import tempfile
+import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -25,6 +28,7 @@ import pytest
 from psycopg import sql
 
 from mneme._store_postgres import PostgresStore
+from mneme._store_postgres_async import AsyncPostgresStore
 
 PostgresStoreFactory = Callable[[], PostgresStore]
 
@@ -151,3 +155,74 @@ def postgres_pgvector_store_factory(
 ) -> Iterator[PostgresStoreFactory]:
     """Unopened pgvector stores (side table, HNSW search) on one fresh schema."""
     yield from _factory(postgres_dsn, pg_schema, use_pgvector=True)
+
+
+class AsyncStoreFacade:
+    """A sync view of an AsyncPostgresStore: each coroutine runs on a private event
+    loop thread, async iterators come back as lists. It lets the sync contract battery
+    and cache tests run, unchanged, against the async store's own I/O path."""
+
+    def __init__(self, store: AsyncPostgresStore, loop: asyncio.AbstractEventLoop) -> None:
+        self._store = store
+        self._loop = loop
+
+    def _wait(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    async def _collect(self, items: Any) -> list[Any]:
+        return [item async for item in items]
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._store, name)
+        if inspect.iscoroutinefunction(value):
+            return lambda *a, **kw: self._wait(value(*a, **kw))
+        if inspect.isasyncgenfunction(value) or name == "iter_all":
+            return lambda *a, **kw: iter(self._wait(self._collect(value(*a, **kw))))
+        return value
+
+
+@pytest.fixture(scope="session")
+def async_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """One event loop on a thread of its own for the async-store facades."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
+def _async_factory(
+    dsn: str, schema: str, loop: asyncio.AbstractEventLoop, **options: Any
+) -> Iterator[Callable[[], Any]]:
+    made: list[AsyncStoreFacade] = []
+
+    def make() -> Any:
+        # Built on the loop's thread: asyncio primitives belong to the loop that uses them.
+        async def build() -> AsyncPostgresStore:
+            return AsyncPostgresStore(dsn, schema=schema, **options)
+
+        facade = AsyncStoreFacade(asyncio.run_coroutine_threadsafe(build(), loop).result(), loop)
+        made.append(facade)
+        return facade
+
+    yield make
+    for facade in made:
+        facade.close()
+
+
+@pytest.fixture
+def postgres_async_store_factory(
+    postgres_dsn: str, pg_schema: str, async_loop: asyncio.AbstractEventLoop
+) -> Iterator[Callable[[], Any]]:
+    """AsyncPostgresStore (BYTEA path) behind a sync facade."""
+    yield from _async_factory(postgres_dsn, pg_schema, async_loop)
+
+
+@pytest.fixture
+def pgvector_async_store_factory(
+    postgres_dsn: str, pg_schema: str, async_loop: asyncio.AbstractEventLoop
+) -> Iterator[Callable[[], Any]]:
+    """AsyncPostgresStore with pgvector search behind a sync facade."""
+    yield from _async_factory(postgres_dsn, pg_schema, async_loop, use_pgvector=True)

@@ -300,9 +300,18 @@ def explain_search(
     with admin(dsn) as conn:
         register_vector(conn)
         with conn.transaction():
-            conn.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+            # The store's own per-search settings, then its own statement.
+            conn.execute(store._vec.sql["settings_iterative"], ["100", "20000"])
             query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-            params = {"ns": namespace, "q": q, "cap": 2_001, "exact": 2_000, "now": T0, "k": 3}
+            params = {
+                "ns": namespace,
+                "q": q,
+                "cap": 2_001,
+                "exact": 2_000,
+                "now": T0,
+                "k": 3,
+                "scan": 20,
+            }
             rows = conn.execute(query, params, prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)
 

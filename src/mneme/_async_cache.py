@@ -9,6 +9,7 @@ work, so a cancelled call leaves no half-written state behind.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,7 +114,8 @@ class AsyncSemanticCache:
         if store is None:
             store = SQLiteStore(path)  # type: ignore[arg-type]
         if isinstance(store, AsyncCapableStore):
-            store = store.to_async()
+            # Native async I/O when the store can provide it; else worker threads.
+            store = store.to_async() or store
         self._store: Any = store
         self._native = isinstance(store, AsyncStore) and asyncio.iscoroutinefunction(store.open)
         self._embedder = embedder
@@ -195,7 +197,9 @@ class AsyncSemanticCache:
     async def _store_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         method = getattr(self._store, name)
         if self._native:
-            return await method(*args, **kwargs)
+            # iter_* of a native store are async iterators: returned, not awaited.
+            result = method(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
         return await asyncio.to_thread(method, *args, **kwargs)
 
     async def _perform(self, call: flows.Call) -> Any:

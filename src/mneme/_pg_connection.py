@@ -5,19 +5,24 @@ psycopg is imported lazily so that ``import mneme`` works without the extra.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._errors import StoreBackendError
 
 if TYPE_CHECKING:
-    from psycopg import Connection
+    from psycopg import AsyncConnection, Connection
 
 __all__ = [
+    "AsyncCallerConnection",
+    "AsyncConnectionSource",
+    "AsyncOwnedConnection",
+    "AsyncPoolConnection",
     "CallerConnection",
     "ConnectionSource",
     "OwnedConnection",
@@ -84,7 +89,8 @@ class OwnedConnection:
     def masked_dsn(self) -> str:
         return mask_dsn(self._dsn, _dsn_password(self._dsn))
 
-    def _connect(self) -> Connection[Any]:
+    def connect_args(self) -> tuple[str, dict[str, Any]]:
+        """The DSN and keyword arguments to connect with (sync or async)."""
         psycopg = require_psycopg()
         from psycopg.conninfo import conninfo_to_dict
 
@@ -95,15 +101,24 @@ class OwnedConnection:
             has_timeout = False
         if not has_timeout:
             kwargs["connect_timeout"] = max(1, round(self._connect_timeout))
+        return self._dsn, kwargs
+
+    def connect_error(self, exc: Exception) -> StoreBackendError:
+        """The error for a failed connect: says "connect", never shows the password."""
+        password = _dsn_password(self._dsn)
+        return StoreBackendError(
+            f"could not connect to PostgreSQL at {mask_dsn(self._dsn, password)}: "
+            f"{mask_dsn(str(exc).strip(), password)}; check that the server is up and the "
+            "DSN (host, port, database, user, password) is right"
+        )
+
+    def _connect(self) -> Connection[Any]:
+        psycopg = require_psycopg()
+        dsn, kwargs = self.connect_args()
         try:
-            conn: Connection[Any] = psycopg.connect(self._dsn, **kwargs)
+            conn: Connection[Any] = psycopg.connect(dsn, **kwargs)
         except psycopg.Error as exc:
-            password = _dsn_password(self._dsn)
-            raise StoreBackendError(
-                f"could not connect to PostgreSQL at {mask_dsn(self._dsn, password)}: "
-                f"{mask_dsn(str(exc).strip(), password)}; check that the server is up and the "
-                "DSN (host, port, database, user, password) is right"
-            ) from exc
+            raise self.connect_error(exc) from exc
         return conn
 
     @contextlib.contextmanager
@@ -165,4 +180,93 @@ class PoolConnection:
             self._pool.putconn(conn)
 
     def close(self) -> None:
+        pass
+
+
+class AsyncConnectionSource(Protocol):
+    """Lends an async connection for one operation."""
+
+    def borrow(self) -> contextlib.AbstractAsyncContextManager[AsyncConnection[Any]]: ...
+
+    async def close(self) -> None: ...
+
+
+class AsyncOwnedConnection:
+    """One ``AsyncConnection`` the store opens itself (autocommit), reopened when
+    broken."""
+
+    def __init__(self, dsn: str, connect_timeout: float) -> None:
+        self._sync = OwnedConnection(dsn, connect_timeout)
+        self._conn: AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> AsyncConnection[Any]:
+        psycopg = require_psycopg()
+        dsn, kwargs = self._sync.connect_args()
+        try:
+            conn: AsyncConnection[Any] = await psycopg.AsyncConnection.connect(dsn, **kwargs)
+        except psycopg.Error as exc:
+            raise self._sync.connect_error(exc) from exc
+        return conn
+
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._lock:
+            conn = self._conn
+            if conn is None or conn.closed or conn.broken:
+                if conn is not None:
+                    await conn.close()
+                self._conn = conn = await self._connect()
+            yield conn
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                await self._conn.close()
+                self._conn = None
+
+
+class AsyncCallerConnection:
+    """The caller's ``AsyncConnection``: used as it is, never closed."""
+
+    def __init__(self, conn: AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[AsyncConnection[Any]]:
+        async with self._lock:
+            if self._conn.closed:
+                raise StoreBackendError(
+                    "the connection passed to AsyncPostgresStore(connection=...) is closed; "
+                    "pass an open one, or use dsn= or pool= so the store can reconnect"
+                )
+            yield self._conn
+
+    async def close(self) -> None:
+        pass
+
+
+class AsyncPoolConnection:
+    """Borrows from a psycopg_pool ``AsyncConnectionPool`` (or anything with async
+    getconn/putconn) per call."""
+
+    def __init__(self, pool: Any) -> None:
+        if not (hasattr(pool, "connection") or hasattr(pool, "getconn")):
+            raise ValueError("pool must have connection() or getconn()/putconn()")
+        self._pool = pool
+
+    @contextlib.asynccontextmanager
+    async def borrow(self) -> AsyncIterator[AsyncConnection[Any]]:
+        if hasattr(self._pool, "connection"):
+            async with self._pool.connection() as conn:
+                yield conn
+            return
+        conn = await self._pool.getconn()
+        try:
+            yield conn
+        finally:
+            await self._pool.putconn(conn)
+
+    async def close(self) -> None:
         pass

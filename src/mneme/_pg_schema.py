@@ -12,12 +12,9 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import TYPE_CHECKING, Any
 
 from ._errors import SchemaMigrationError, StoreBackendError
-
-if TYPE_CHECKING:
-    from psycopg import Connection
+from ._pg_io import Atomic, Execute, PgOp
 
 __all__ = ["Migration", "current_version", "load_migrations", "provision"]
 
@@ -51,27 +48,29 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _table_exists(conn: Connection[Any], schema: str, table: str) -> bool:
+def _table_exists(schema: str, table: str) -> PgOp[bool]:
     # pg_catalog is readable by every role, unlike to_regclass on a schema without USAGE.
-    row = conn.execute(
+    row = yield Execute(
         "SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
         "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
         [schema, table],
-    ).fetchone()
+        "one",
+    )
     return row is not None
 
 
-def current_version(conn: Connection[Any], schema: str) -> int | None:
+def current_version(schema: str) -> PgOp[int | None]:
     """The schema's recorded version, or None when it is not provisioned."""
     from psycopg import sql
 
-    if not _table_exists(conn, schema, "multi_process_state"):
+    if not (yield from _table_exists(schema, "multi_process_state")):
         return None
-    row = conn.execute(
+    row = yield Execute(
         sql.SQL("SELECT value FROM {}.multi_process_state WHERE key = 'schema_version'").format(
             sql.Identifier(schema)
-        )
-    ).fetchone()
+        ),
+        fetch="one",
+    )
     return int(row[0]) if row else 0
 
 
@@ -83,57 +82,63 @@ def _refuse_newer(version: int | None, latest: int, schema: str) -> None:
         )
 
 
-def provision(conn: Connection[Any], schema: str, migrations: list[Migration]) -> int:
+def provision(schema: str, migrations: list[Migration]) -> PgOp[int]:
     """Bring ``schema`` to the latest migration; return the version it is at.
 
-    ``conn`` must not be inside a failed transaction. Raises ``SchemaMigrationError``
-    for a newer schema and ``StoreBackendError`` naming the step when DDL fails.
+    Raises ``SchemaMigrationError`` for a newer schema and ``StoreBackendError`` naming
+    the step when DDL fails.
     """
     import psycopg
-    from psycopg import sql
 
     latest = migrations[-1].version
-    version = current_version(conn, schema)
+    version = yield from current_version(schema)
     _refuse_newer(version, latest, schema)
     if version == latest:
         return latest
-    step = "taking the provisioning lock"
+    step = ["taking the provisioning lock"]
     try:
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(schema)])
-            # Another process may have provisioned while we waited for the lock.
-            version = current_version(conn, schema)
-            _refuse_newer(version, latest, schema)
-            if version is None:
-                step = f"CREATE SCHEMA {schema}"
-                exists = conn.execute(
-                    "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", [schema]
-                ).fetchone()
-                if exists is None:
-                    conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-            for migration in migrations:
-                if migration.version <= (version or 0):
-                    continue
-                step = f"migration {migration.name}"
-                conn.execute(sql.SQL(migration.text).format(schema=sql.Identifier(schema)))
-                stamp = sql.SQL(
-                    "INSERT INTO {}.{} (key, value) VALUES ('schema_version', %s) "
-                    "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-                )
-                for table in ("multi_process_state", "schema_meta"):
-                    conn.execute(
-                        stamp.format(sql.Identifier(schema), sql.Identifier(table)),
-                        [str(migration.version)],
-                    )
+        yield Atomic(_migrate(schema, migrations, latest, step))
     except psycopg.errors.InsufficientPrivilege as exc:
         raise StoreBackendError(
-            f"provisioning PostgreSQL schema {schema!r} failed at step {step}: "
+            f"provisioning PostgreSQL schema {schema!r} failed at step {step[0]}: "
             f"{str(exc).strip()}. The role needs CREATE on the database (or on an existing "
             f"schema {schema!r}) the first time a store opens it; or have an administrator "
             "provision the schema once, after which data privileges are enough"
         ) from exc
     except psycopg.Error as exc:
         raise StoreBackendError(
-            f"provisioning PostgreSQL schema {schema!r} failed at step {step}: {str(exc).strip()}"
+            f"provisioning PostgreSQL schema {schema!r} failed at step {step[0]}: "
+            f"{str(exc).strip()}"
         ) from exc
     return latest
+
+
+def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[str]) -> PgOp[None]:
+    """The migration transaction; ``step[0]`` names what it is doing, for errors."""
+    from psycopg import sql
+
+    yield Execute("SELECT pg_advisory_xact_lock(%s)", [_lock_key(schema)])
+    # Another process may have provisioned while we waited for the lock.
+    version = yield from current_version(schema)
+    _refuse_newer(version, latest, schema)
+    if version is None:
+        step[0] = f"CREATE SCHEMA {schema}"
+        exists = yield Execute(
+            "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s", [schema], "one"
+        )
+        if exists is None:
+            yield Execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    for migration in migrations:
+        if migration.version <= (version or 0):
+            continue
+        step[0] = f"migration {migration.name}"
+        yield Execute(sql.SQL(migration.text).format(schema=sql.Identifier(schema)))
+        stamp = sql.SQL(
+            "INSERT INTO {}.{} (key, value) VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        )
+        for table in ("multi_process_state", "schema_meta"):
+            yield Execute(
+                stamp.format(sql.Identifier(schema), sql.Identifier(table)),
+                [str(migration.version)],
+            )

@@ -15,11 +15,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from ._errors import StoreBackendError
+from ._pg_io import Atomic, Execute, GetConnection, PgOp, Sleep
 from ._pg_vector import (
     META_DIM,
     META_INDEX,
@@ -28,9 +27,6 @@ from ._pg_vector import (
     index_state,
     side_vectors,
 )
-
-if TYPE_CHECKING:
-    from psycopg import Connection
 
 __all__ = ["PgvectorUnavailableError", "VectorSchemaState", "ensure_extension", "read_state"]
 
@@ -59,10 +55,10 @@ class VectorSchemaState:
     server_version: str
 
 
-def read_state(conn: Connection[Any], schema: str) -> VectorSchemaState:
+def read_state(schema: str) -> PgOp[VectorSchemaState]:
     from psycopg import sql
 
-    row = conn.execute(
+    row = yield Execute(
         sql.SQL(
             "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'), "
             "(SELECT default_version FROM pg_catalog.pg_available_extensions "
@@ -72,14 +68,16 @@ def read_state(conn: Connection[Any], schema: str) -> VectorSchemaState:
             "current_setting('server_version')"
         ).format(schema=sql.Identifier(schema)),
         [META_INDEX, META_DIM],
-    ).fetchone()
+        "one",
+    )
     assert row is not None
+    valid = (yield from index_state(schema)) if row[2] is not None else None
     return VectorSchemaState(
         extversion=row[0],
         available=row[1],
         flag_index=row[2],
         flag_dim=None if row[3] is None else int(row[3]),
-        index_valid=index_state(conn, schema) if row[2] is not None else None,
+        index_valid=valid,
         server_version=str(row[4]),
     )
 
@@ -94,7 +92,18 @@ def _fix_hint(server_version: str) -> str:
     )
 
 
-def ensure_extension(conn: Connection[Any], state: VectorSchemaState) -> str:
+def _create_extension() -> PgOp[None]:
+    yield Execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+
+def _installed_version() -> PgOp[str | None]:
+    row = yield Execute(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'", fetch="one"
+    )
+    return None if row is None else str(row[0])
+
+
+def ensure_extension(state: VectorSchemaState) -> PgOp[str]:
     """The installed pgvector version, creating the extension when the role may."""
     import psycopg
 
@@ -107,22 +116,17 @@ def ensure_extension(conn: Connection[Any], state: VectorSchemaState) -> str:
             + _fix_hint(state.server_version)
         )
     try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        yield Atomic(_create_extension())
     except psycopg.Error as exc:
-        user = conn.info.user
+        conn = yield GetConnection()
         raise PgvectorUnavailableError(
             "PostgresStore(use_pgvector=True): pgvector is installed on the server but the "
-            f"extension is not created in this database, and role {user!r} could not create "
-            f"it ({str(exc).strip()}); to fix it, " + _fix_hint(state.server_version)
+            "extension is not created in this database, and role "
+            f"{conn.info.user!r} could not create it ({str(exc).strip()}); to fix it, "
+            + _fix_hint(state.server_version)
         ) from exc
-    found = _in_txn(
-        conn,
-        lambda: conn.execute(
-            "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'"
-        ).fetchone(),
-    )
-    return str(found[0]) if found else state.available
+    found = yield Atomic(_installed_version())
+    return found or state.available
 
 
 def _lock_key(schema: str) -> int:
@@ -130,62 +134,46 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _in_txn(conn: Connection[Any], body: Callable[[], Any]) -> Any:
-    with conn.transaction():
-        return body()
+def _scalar(query: str, params: list[object]) -> PgOp[object]:
+    row = yield Execute(query, params, "one")
+    return None if row is None else row[0]
 
 
-def _take_lock(conn: Connection[Any], schema: str) -> None:
+def _take_lock(schema: str) -> PgOp[None]:
     # Polled: a session blocked in pg_advisory_lock holds a snapshot, which a concurrent
     # CREATE INDEX CONCURRENTLY in the lock holder would wait for forever.
     key = _lock_key(schema)
     waited = False
-    while True:
-        row = _in_txn(conn, lambda: conn.execute("SELECT pg_try_advisory_lock(%s)", [key]))
-        if row.fetchone()[0]:
-            return
+    while not (yield Atomic(_scalar("SELECT pg_try_advisory_lock(%s)", [key]))):
         if not waited:
             _log.info("schema %r: waiting for another process's pgvector upgrade", schema)
             waited = True
-        time.sleep(_LOCK_POLL_S)
-
-
-def _release_lock(conn: Connection[Any], schema: str) -> None:
-    _in_txn(conn, lambda: conn.execute("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+        yield Sleep(_LOCK_POLL_S)
 
 
 def upgrade(
-    conn: Connection[Any],
-    schema: str,
-    stmts: VectorStatements,
-    options: HnswOptions,
-    *,
-    owned_connection: bool,
-) -> None:
+    schema: str, stmts: VectorStatements, options: HnswOptions, *, owned_connection: bool
+) -> PgOp[None]:
     """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index."""
-    _take_lock(conn, schema)
+    yield from _take_lock(schema)
     try:
-        state: VectorSchemaState = _in_txn(conn, lambda: read_state(conn, schema))
+        state: VectorSchemaState = yield Atomic(read_state(schema))
         if state.flag_index is not None and state.index_valid:
             return  # another process finished it while we waited
-        total = _create_table(conn, schema, stmts, options, state)
-        if _in_txn(conn, lambda: index_state(conn, schema)) is not True:
+        total: int = yield Atomic(_create_table(schema, stmts, options, state))
+        if (yield Atomic(index_state(schema))) is not True:
             if total:
                 _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
-            _backfill(conn, schema, stmts, total, "backfilled")
-            _build_index(conn, schema, stmts, options, total, owned_connection)
-        _backfill(conn, schema, stmts, total, "caught up")
+            yield from _backfill(schema, stmts, total, "backfilled")
+            yield from _build_index(schema, stmts, options, total, owned_connection)
+        yield from _backfill(schema, stmts, total, "caught up")
     finally:
-        _release_lock(conn, schema)
+        yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
 
 
 def _create_table(
-    conn: Connection[Any],
-    schema: str,
-    stmts: VectorStatements,
-    options: HnswOptions,
-    state: VectorSchemaState,
-) -> int:
+    schema: str, stmts: VectorStatements, options: HnswOptions, state: VectorSchemaState
+) -> PgOp[int]:
     """Side table and flag in one transaction; on an empty table the index too.
     Returns how many entries there were."""
     from psycopg import sql
@@ -198,36 +186,27 @@ def _create_table(
     # waits for writes in flight and holds new ones back until the flag is committed, so
     # every later write statement sees the flag. (Not the version-counter row: writers
     # take that and the entries lock in either order, so holding it here could deadlock.)
-    lock = sql.SQL("LOCK TABLE {}.entries IN SHARE ROW EXCLUSIVE MODE").format(
-        sql.Identifier(schema)
+    yield Execute(
+        sql.SQL("LOCK TABLE {}.entries IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(schema))
     )
-
-    def body() -> int:
-        conn.execute(lock)
-        conn.execute(stmts.table)
-        if state.flag_index is None:
-            conn.execute(meta, [META_DIM, str(stmts.dim)])
-            conn.execute(meta, [META_INDEX, stmts.kind])
-        row = conn.execute(stmts.sql["count_entries"]).fetchone()
-        total = int(row[0]) if row else 0
-        if total == 0 and index_state(conn, schema) is None:
-            conn.execute(stmts.create_index(options, concurrently=False))
-        return total
-
-    total: int = _in_txn(conn, body)
+    yield Execute(stmts.table)
+    if state.flag_index is None:
+        yield Execute(meta, [META_DIM, str(stmts.dim)])
+        yield Execute(meta, [META_INDEX, stmts.kind])
+    row = yield Execute(stmts.sql["count_entries"], fetch="one")
+    total = int(row[0]) if row else 0
+    if total == 0 and (yield from index_state(schema)) is None:
+        yield Execute(stmts.create_index(options, concurrently=False))
     return total
 
 
-def _backfill(
-    conn: Connection[Any], schema: str, stmts: VectorStatements, total: int, verb: str
-) -> int:
+def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> PgOp[int]:
     """Side rows for every entry that has none, in id order, a batch per transaction."""
     import psycopg
 
     done, after = 0, 0
     while True:
-        with conn.transaction(), conn.cursor(binary=True) as cur:
-            rows = cur.execute(stmts.sql["missing"], [after, _BACKFILL_BATCH]).fetchall()
+        rows = yield Atomic(_rows(stmts.sql["missing"], [after, _BACKFILL_BATCH]))
         if not rows:
             break
         vectors = side_vectors([bytes(r[4]) for r in rows], stmts.dim)
@@ -239,8 +218,7 @@ def _backfill(
         ]
         for attempt in range(3):
             try:
-                with conn.transaction():
-                    conn.execute(stmts.sql["side_fill"], params)
+                yield Atomic(_rows(stmts.sql["side_fill"], params, fetch="none"))
                 break
             except psycopg.errors.ForeignKeyViolation:
                 # An entry was deleted between the join and the key check: try again.
@@ -252,40 +230,44 @@ def _backfill(
     return done
 
 
+def _rows(query: object, params: object, fetch: str = "all") -> PgOp[object]:
+    result = yield Execute(query, params, fetch, binary=True)  # type: ignore[arg-type]
+    return result
+
+
 def _build_memory_kb(rows: int, dim: int, halfvec: bool) -> int:
     per_row = _BUILD_BYTES_PER_DIM * dim * (0.5 if halfvec else 1.0)
     return int(min(max(rows * per_row * 1.25 / 1024, 64 * 1024), _BUILD_MEMORY_MAX_KB))
 
 
 def _build_index(
-    conn: Connection[Any],
     schema: str,
     stmts: VectorStatements,
     options: HnswOptions,
     rows: int,
     owned_connection: bool,
-) -> None:
+) -> PgOp[None]:
     from psycopg import sql
 
-    index = sql.SQL("{}.{}").format(
-        sql.Identifier(schema), sql.Identifier("idx_entry_vectors_hnsw")
-    )
+    index = stmts.index_ident()
     want_kb = _build_memory_kb(rows, stmts.dim, stmts.kind == "hnsw_halfvec")
-    row = _in_txn(
-        conn,
-        lambda: conn.execute(
-            "SELECT setting::bigint FROM pg_catalog.pg_settings WHERE name = 'maintenance_work_mem'"
-        ).fetchone(),
+    have = yield Atomic(
+        _scalar(
+            "SELECT setting::bigint FROM pg_catalog.pg_settings "
+            "WHERE name = 'maintenance_work_mem'",
+            [],
+        )
     )
-    have_kb = int(row[0]) if row else 0
+    have_kb = int(have) if isinstance(have, int) else 0
     started = time.monotonic()
     _log.info("schema %r: building the HNSW index over %d entries", schema, rows)
+    conn = yield GetConnection()
     if conn.autocommit:
-        if index_state(conn, schema) is False:  # left by a failed concurrent build
-            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
+        if (yield from index_state(schema)) is False:  # left by a failed concurrent build
+            yield Execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
         raise_memory = owned_connection and want_kb > have_kb
         if raise_memory:
-            conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
+            yield Execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
         elif want_kb > have_kb:
             _log.info(
                 "schema %r: maintenance_work_mem is %d kB; about %d kB would keep the HNSW "
@@ -296,10 +278,10 @@ def _build_index(
                 want_kb,
             )
         try:
-            conn.execute(stmts.create_index(options, concurrently=True))
+            yield Execute(stmts.create_index(options, concurrently=True))
         finally:
             if raise_memory:
-                conn.execute("RESET maintenance_work_mem")
+                yield Execute("RESET maintenance_work_mem")
     else:
         # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
         _log.warning(
@@ -308,15 +290,17 @@ def _build_index(
             "with a dsn= (or an autocommit connection) to build it without blocking",
             schema,
         )
-
-        def build() -> None:
-            if index_state(conn, schema) is False:
-                conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(index))
-            if want_kb > have_kb:
-                conn.execute(
-                    "SELECT set_config('maintenance_work_mem', %s, true)", [f"{want_kb}kB"]
-                )
-            conn.execute(stmts.create_index(options, concurrently=False))
-
-        _in_txn(conn, build)
+        yield Atomic(_build_in_transaction(schema, stmts, options, want_kb, have_kb))
     _log.info("schema %r: HNSW index built in %.1f s", schema, time.monotonic() - started)
+
+
+def _build_in_transaction(
+    schema: str, stmts: VectorStatements, options: HnswOptions, want_kb: int, have_kb: int
+) -> PgOp[None]:
+    from psycopg import sql
+
+    if (yield from index_state(schema)) is False:
+        yield Execute(sql.SQL("DROP INDEX IF EXISTS {}").format(stmts.index_ident()))
+    if want_kb > have_kb:
+        yield Execute("SELECT set_config('maintenance_work_mem', %s, true)", [f"{want_kb}kB"])
+    yield Execute(stmts.create_index(options, concurrently=False))

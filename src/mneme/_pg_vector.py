@@ -19,10 +19,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import StoreBackendError
+from ._pg_io import Execute, GetConnection, PgOp, Pipelined
 from ._pg_statements import COLUMNS, compose
 
 if TYPE_CHECKING:
-    from psycopg import Connection
     from psycopg.sql import Composable, Composed
 
 __all__ = [
@@ -55,7 +55,7 @@ class HnswOptions:
 
     m: int = 16
     ef_construction: int = 64
-    ef_search: int = 40
+    ef_search: int = 100
     max_scan_tuples: int = 20_000
     exact_search_max_rows: int = 2_000
 
@@ -169,18 +169,23 @@ _SIDE_STATEMENTS = {
     "{schema}.entry_vectors WHERE namespace = %(ns)s LIMIT %(cap)s) t), "
     "a AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
     "WHERE namespace || '' = %(ns)s AND (SELECT c FROM n) > %(exact)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(k)s), "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s), "
     "x AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
     "WHERE namespace = %(ns)s AND (SELECT c FROM n) <= %(exact)s AND embedding IS NOT NULL "
     "AND (expires_at IS NULL OR expires_at > %(now)s) "
     "ORDER BY (embedding <=> %(q)b) + 0 LIMIT %(k)s) "
     "SELECT {entry_columns}, 1 - u.d FROM (SELECT id, d FROM a UNION ALL "
-    "SELECT id, d FROM x) u JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id",
+    "SELECT id, d FROM x) u JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id "
+    "LIMIT %(k)s",
     # Before pgvector 0.8.0 there are no iterative scans and no hnsw.max_scan_tuples.
+    # enable_seqscan off: for a large namespace a seq scan + sort is never what we want,
+    # but the planner picks it on small tables once the scan LIMIT is above a few rows.
     "settings": "SELECT set_config('hnsw.ef_search', %s, true), "
-    "set_config('plan_cache_mode', 'force_custom_plan', true)",
+    "set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('enable_seqscan', 'off', true)",
     "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, true), "
     "set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('enable_seqscan', 'off', true), "
     "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
     "set_config('hnsw.max_scan_tuples', %s, true)",
 }
@@ -236,26 +241,26 @@ class VectorStatements:
         return sql.SQL("{}.{}").format(self._ident, sql.Identifier(INDEX_NAME))
 
 
-def index_state(conn: Connection[Any], schema: str) -> bool | None:
+def index_state(schema: str) -> PgOp[bool | None]:
     """True: the HNSW index exists and is valid; False: it exists but is invalid (a
     failed concurrent build); None: it does not exist."""
-    row = conn.execute(
+    row = yield Execute(
         "SELECT i.indisvalid FROM pg_catalog.pg_index i "
         "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s",
         [schema, INDEX_NAME],
-    ).fetchone()
+        "one",
+    )
     return None if row is None else bool(row[0])
 
 
 def run_search(
-    conn: Connection[Any],
     stmts: VectorStatements,
     settings: Sequence[Any],
     iterative: bool,
     params: dict[str, Any],
-) -> list[Any]:
+) -> PgOp[list[Any]]:
     """The search in one round trip: transaction, per-transaction settings (SET LOCAL
     semantics via set_config), the routed query, end of transaction — pipelined, so
     libpq sends them together and waits once. Inside a caller's transaction a savepoint
@@ -263,37 +268,27 @@ def run_search(
     import psycopg
     from psycopg import pq
 
-    status = conn.info.transaction_status
-    nested = status == pq.TransactionStatus.INTRANS
+    conn = yield GetConnection()
+    nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
     begin = "SAVEPOINT mneme_search" if nested else ("BEGIN" if conn.autocommit else None)
     end = ["ROLLBACK TO SAVEPOINT mneme_search", "RELEASE SAVEPOINT mneme_search"]
     if not nested:
         end = ["COMMIT"]
     settings_sql = stmts.sql["settings_iterative" if iterative else "settings"]
+    statements = [Execute(begin, prepare=False)] if begin is not None else []
+    statements.append(Execute(settings_sql, settings, prepare=False))
+    statements.append(Execute(stmts.sql["search"], params, binary=True, prepare=False))
+    search_at = len(statements) - 1
+    statements.extend(Execute(statement, prepare=False) for statement in end)
     try:
-        cur = conn.cursor(binary=True)
-        try:
-            with conn.pipeline():
-                if begin is not None:
-                    conn.execute(begin, prepare=False)
-                conn.execute(settings_sql, settings, prepare=False)
-                cur.execute(stmts.sql["search"], params, prepare=False)
-                for statement in end:
-                    conn.execute(statement, prepare=False)
-                # Leaving the pipeline sends one Sync and reads every result.
-            return cur.fetchall()
-        finally:
-            cur.close()
+        rows: list[Any] = yield Pipelined(statements, search_at)
+        return rows
     except psycopg.Error:
-        if conn.info.transaction_status in (
-            pq.TransactionStatus.INERROR,
-            pq.TransactionStatus.INTRANS,
-        ):
+        status = conn.info.transaction_status
+        if status in (pq.TransactionStatus.INERROR, pq.TransactionStatus.INTRANS):
             if nested:
                 for statement in end:
-                    conn.execute(statement)
-            elif conn.autocommit:
-                conn.execute("ROLLBACK")
+                    yield Execute(statement)
             else:
-                conn.rollback()
+                yield Execute("ROLLBACK")
         raise

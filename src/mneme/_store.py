@@ -185,6 +185,7 @@ class AsyncVectorSearchStore(AsyncStore, Protocol):
 
 @runtime_checkable
 class AsyncCapableStore(Protocol):
-    """A sync store that can hand the async cache a native async twin of itself."""
+    """A sync store that can hand the async cache a native async twin of itself
+    (None when it cannot, e.g. built on a caller's sync connection)."""
 
-    def to_async(self) -> AsyncStore: ...
+    def to_async(self) -> AsyncStore | None: ...
