@@ -209,3 +209,66 @@ def test_hit_is_frozen_and_has_no_dict() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.response = "x"  # type: ignore[misc]
     assert not hasattr(hit, "__dict__")
+
+
+# Every documented import path of the optional parts: it imports, and without its
+# driver the first use says which extra to install (a subprocess hides the driver).
+OPTIONAL_PATHS = [
+    (
+        "mneme._store_postgres",
+        "PostgresStore",
+        "psycopg",
+        "PostgresStore('postgresql://x')",
+        "postgres",
+    ),
+    ("mneme._store_redis", "RedisStore", "redis", "RedisStore(url='redis://x')", "redis"),
+    ("mneme._store_dynamodb", "DynamoDBStore", "boto3", "DynamoDBStore('mneme_cache')", "dynamodb"),
+    (
+        "mneme.adapters.prometheus",
+        "PrometheusMetricsHook",
+        "prometheus_client",
+        "PrometheusMetricsHook()",
+        "prometheus",
+    ),
+    (
+        "mneme.adapters.opentelemetry",
+        "OTelMetricsHook",
+        "opentelemetry",
+        "OTelMetricsHook()",
+        "otel",
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "driver", "call", "extra"), OPTIONAL_PATHS)
+def test_optional_paths_import_and_name_their_extra(
+    module: str, name: str, driver: str, call: str, extra: str
+) -> None:
+    assert callable(getattr(importlib.import_module(module), name))
+    code = (
+        f"import sys\nsys.modules[{driver!r}] = None\n"
+        f"from {module} import {name}\n"
+        "from mneme import StoreBackendError\n"
+        f"try:\n    {call}\nexcept StoreBackendError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert f"'{extra}'" in out and "extra" in out, out
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        (
+            "mneme.tools.calibrate",
+            ("find_threshold", "precision_recall_curve", "CalibrationResult"),
+        ),
+        ("mneme.tools.migrate", ("reembed", "areembed")),
+        ("mneme._store_postgres_async", ("AsyncPostgresStore",)),
+    ],
+)
+def test_tool_paths_import(module: str, names: tuple[str, ...]) -> None:
+    loaded = importlib.import_module(module)
+    for name in names:
+        assert callable(getattr(loaded, name))
