@@ -19,12 +19,11 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _flows as flows
-from ._cache import refuse_mmap_shared
-from ._core import CacheConfig, prepare_put, prepare_put_items
+from ._core import cache_config
 from ._embedder import AsyncEmbedder, Embedder
 from ._errors import CacheClosedError
 from ._index import check_dtype
-from ._policy import check_namespace, check_threshold
+from ._policy import check_threshold
 from ._store import (
     AsyncCapableStore,
     AsyncStore,
@@ -88,29 +87,8 @@ class AsyncSemanticCache:
         max_metadata_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if (path is None) == (store is None):
-            raise ValueError("AsyncSemanticCache needs exactly one of path= or store=")
-        if embedder is None:
-            raise ValueError("AsyncSemanticCache needs an embedder (embedder=...)")
-        config = CacheConfig.build(
-            similarity_threshold=similarity_threshold,
-            default_ttl=default_ttl,
-            max_entries=max_entries,
-            namespace_quotas=namespace_quotas,
-            confidence_fn=confidence_fn,
-            validator=validator,
-            metrics_hook=metrics_hook,
-            normalize=normalize,
-            index_backend=index_backend,
-            index_options=index_options,
-            vector_dtype=vector_dtype,
-            multi_process_mode=multi_process_mode,
-            stale_check_interval=stale_check_interval,
-            max_query_bytes=max_query_bytes,
-            max_response_bytes=max_response_bytes,
-            max_metadata_bytes=max_metadata_bytes,
-        )
-        refuse_mmap_shared(multi_process_mode)
+        config = cache_config("AsyncSemanticCache", path, store, embedder, locals())
+        assert embedder is not None
         if store is None:
             store = SQLiteStore(path)  # type: ignore[arg-type]
         if isinstance(store, AsyncCapableStore):
@@ -131,7 +109,6 @@ class AsyncSemanticCache:
             index_label="none",
         )
         self._lock: asyncio.Lock | _NoLock = asyncio.Lock()
-        self._last_stale_check = 0.0
         self._opened = False
         self._closed = False
         # Operations still running, including ones whose callers were cancelled.
@@ -249,9 +226,6 @@ class AsyncSemanticCache:
 
     async def _locked(self, flow: flows.Flow) -> Any:
         async with self._lock:
-            self._last_stale_check = await self._drive(
-                flows.catch_up(self._state, time.monotonic(), self._last_stale_check)
-            )
             return await self._drive(flow)
 
     # -- lookups ----------------------------------------------------------------
@@ -265,12 +239,9 @@ class AsyncSemanticCache:
         bypass: bool = False,
     ) -> Hit | None:
         self._check_open()
-        ns = check_namespace(namespace)
-        text, qhash = self._state.config.key(query)
-        if bypass:
-            return None
+        st = self._state
         hit: Hit | None = await self._call(
-            flows.get_flow(self._state, ns, text, qhash, embedding, self._now())
+            flows.get_request(st, query, embedding, namespace, bypass, self._now())
         )
         return hit
 
@@ -278,12 +249,8 @@ class AsyncSemanticCache:
         self, queries: Sequence[str], *, namespace: str = "default"
     ) -> list[Hit | None]:
         self._check_open()
-        ns = check_namespace(namespace)
-        keys = [self._state.config.key(q) for q in queries]
-        if not keys:
-            return []
         hits: list[Hit | None] = await self._call(
-            flows.get_many_flow(self._state, ns, keys, self._now())
+            flows.get_many_request(self._state, queries, namespace, self._now())
         )
         return hits
 
@@ -300,71 +267,65 @@ class AsyncSemanticCache:
         ttl: float | None = None,
     ) -> None:
         self._check_open()
-        p = prepare_put(
-            self._state.config,
-            query,
-            response,
-            namespace=namespace,
-            metadata=metadata,
-            ttl=ttl,
-            embedding=embedding,
-            dim=self._state.dim,
+        await self._call(
+            flows.put_request(
+                self._state,
+                query,
+                response,
+                embedding=embedding,
+                namespace=namespace,
+                metadata=metadata,
+                ttl=ttl,
+                now=self._now(),
+            )
         )
-        await self._call(flows.put_flow(self._state, [p], self._now(), batch=False))
 
     async def put_many(
         self, items: Iterable[Mapping[str, Any]], *, namespace: str = "default"
     ) -> None:
         self._check_open()
-        prepared = prepare_put_items(self._state.config, items, namespace, self._state.dim)
-        if prepared:
-            await self._call(flows.put_flow(self._state, prepared, self._now(), batch=True))
+        await self._call(flows.put_many_request(self._state, items, namespace, self._now()))
 
     async def delete(self, query: str, *, namespace: str = "default") -> bool:
         self._check_open()
-        ns = check_namespace(namespace)
-        _, qhash = self._state.config.key(query)
-        deleted: bool = await self._call(flows.delete_flow(self._state, ns, qhash))
+        deleted: bool = await self._call(flows.delete_request(self._state, query, namespace))
         return deleted
 
     # -- maintenance and introspection -----------------------------------------
 
     async def vacuum(self, *, namespace: str | None = None, compact: bool = True) -> int:
         self._check_open()
-        ns = None if namespace is None else check_namespace(namespace)
-        n: int = await self._call(flows.vacuum_flow(self._state, ns, compact, self._now()))
+        flow = flows.vacuum_request(self._state, namespace, compact, self._now())
+        n: int = await self._call(flow)
         return n
 
     async def compact(self) -> int:
         self._check_open()
-        async with self._lock:
-            index = self._state.index
-            return 0 if index is None else index.compact()
+        n: int = await self._call(flows.compact_flow(self._state))
+        return n
 
     async def stats(self, *, namespace: str | None = None) -> Stats:
         self._check_open()
-        ns = None if namespace is None else check_namespace(namespace)
-        stats: Stats = await self._call(flows.stats_flow(self._state, ns))
+        stats: Stats = await self._call(flows.stats_request(self._state, namespace))
         return stats
 
     async def health(self) -> Health:
         self._check_open()
-        health: Health = await self._call(
-            flows.health_flow(
-                self._state, self._now(), self._store.backend_label, self._store.schema_version
-            )
+        store = self._store
+        flow = flows.health_flow(
+            self._state, self._now(), store.backend_label, store.schema_version
         )
+        health: Health = await self._call(flow)
         return health
 
     async def list_namespaces(self) -> list[str]:
         self._check_open()
-        namespaces: list[str] = await self._store_call("list_namespaces")
+        namespaces: list[str] = await self._call(flows.list_namespaces_flow())
         return namespaces
 
     async def clear_namespace(self, namespace: str) -> int:
         self._check_open()
-        ns = check_namespace(namespace)
-        n: int = await self._call(flows.clear_namespace_flow(self._state, ns))
+        n: int = await self._call(flows.clear_namespace_request(self._state, namespace))
         return n
 
     async def clear(self) -> int:
@@ -374,11 +335,7 @@ class AsyncSemanticCache:
 
     async def requantize(self, dtype: VectorDtype) -> None:
         self._check_open()
-        check_dtype(dtype)
-        async with self._lock:
-            self._state.config.vector_dtype = dtype
-            if self._state.index is not None:
-                await self._drive(flows.rebuild_index(self._state))
+        await self._call(flows.requantize_flow(self._state, check_dtype(dtype)))
 
     @property
     def similarity_threshold(self) -> float:

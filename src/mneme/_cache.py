@@ -14,12 +14,12 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _flows as flows
-from ._core import CacheConfig, prepare_put, prepare_put_items
+from ._core import cache_config
 from ._dump import read_dump, write_dump
 from ._embedder import BatchEmbedder, Embedder
-from ._errors import CacheClosedError, MultiProcessLockError
+from ._errors import CacheClosedError
 from ._index import check_dtype
-from ._policy import check_namespace, check_threshold
+from ._policy import check_threshold
 from ._store import ChangeTrackingStore, Store, VectorSearchStore
 from ._store_sqlite import SQLiteStore
 from ._types import (
@@ -43,15 +43,6 @@ _LOAD_BATCH = 1000
 def uses_server_search(store: object) -> bool:
     """Whether an opened store answers Layer-2 queries itself."""
     return isinstance(store, VectorSearchStore) and store.vector_search_enabled
-
-
-def refuse_mmap_shared(mode: str) -> None:
-    if mode == "mmap-shared":
-        raise MultiProcessLockError(
-            "multi_process_mode='mmap-shared' is not supported by this version; use "
-            "'stale-tolerant' (in-process index kept current by polling) or a store "
-            "with server-side search (PostgresStore(use_pgvector=True))"
-        )
 
 
 class SemanticCache:
@@ -85,33 +76,11 @@ class SemanticCache:
         max_metadata_bytes: int = 65_536,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if (path is None) == (store is None):
-            raise ValueError("SemanticCache needs exactly one of path= or store=")
-        if embedder is None:
-            raise ValueError("SemanticCache needs an embedder (embedder=...)")
-        config = CacheConfig.build(
-            similarity_threshold=similarity_threshold,
-            default_ttl=default_ttl,
-            max_entries=max_entries,
-            namespace_quotas=namespace_quotas,
-            confidence_fn=confidence_fn,
-            validator=validator,
-            metrics_hook=metrics_hook,
-            normalize=normalize,
-            index_backend=index_backend,
-            index_options=index_options,
-            vector_dtype=vector_dtype,
-            multi_process_mode=multi_process_mode,
-            stale_check_interval=stale_check_interval,
-            max_query_bytes=max_query_bytes,
-            max_response_bytes=max_response_bytes,
-            max_metadata_bytes=max_metadata_bytes,
-        )
-        refuse_mmap_shared(multi_process_mode)
+        config = cache_config("SemanticCache", path, store, embedder, locals())
+        assert embedder is not None
         self._embedder = embedder
         self._clock = clock
         self._store: Store = store if store is not None else SQLiteStore(path)  # type: ignore[arg-type]
-        self._last_stale_check = 0.0
         self._closed = True
         self._store.open(embedder.fingerprint, int(embedder.dim))
         try:
@@ -168,12 +137,9 @@ class SemanticCache:
             raise
 
     def _call(self, flow: flows.Flow) -> Any:
-        """Run a flow under the cache lock, after a stale-tolerant catch-up."""
+        """Run a flow under the cache lock."""
         with self._lock:
             self._check_open()
-            self._last_stale_check = self._run(
-                flows.catch_up(self._state, time.monotonic(), self._last_stale_check)
-            )
             return self._run(flow)
 
     def _check_open(self) -> None:
@@ -217,12 +183,9 @@ class SemanticCache:
         """Look the query up: exact first, then semantic. ``bypass=True`` skips the
         cache (returns None and counts nothing), e.g. to force a fresh answer."""
         self._check_open()
-        ns = check_namespace(namespace)
-        text, qhash = self._state.config.key(query)
-        if bypass:
-            return None
+        st = self._state
         hit: Hit | None = self._call(
-            flows.get_flow(self._state, ns, text, qhash, embedding, self._now())
+            flows.get_request(st, query, embedding, namespace, bypass, self._now())
         )
         return hit
 
@@ -230,11 +193,9 @@ class SemanticCache:
         """``get`` for a batch: one exact lookup for all, one embedder call for the
         rest when the embedder has ``embed_many``. Same results as a loop."""
         self._check_open()
-        ns = check_namespace(namespace)
-        keys = [self._state.config.key(q) for q in queries]
-        if not keys:
-            return []
-        hits: list[Hit | None] = self._call(flows.get_many_flow(self._state, ns, keys, self._now()))
+        hits: list[Hit | None] = self._call(
+            flows.get_many_request(self._state, queries, namespace, self._now())
+        )
         return hits
 
     # -- writes -----------------------------------------------------------------
@@ -252,17 +213,18 @@ class SemanticCache:
         """Store (or replace) the response for a query. Everything is validated
         before anything is stored."""
         self._check_open()
-        p = prepare_put(
-            self._state.config,
-            query,
-            response,
-            namespace=namespace,
-            metadata=metadata,
-            ttl=ttl,
-            embedding=embedding,
-            dim=self._state.dim,
+        self._call(
+            flows.put_request(
+                self._state,
+                query,
+                response,
+                embedding=embedding,
+                namespace=namespace,
+                metadata=metadata,
+                ttl=ttl,
+                now=self._now(),
+            )
         )
-        self._call(flows.put_flow(self._state, [p], self._now(), batch=False))
 
     def put_many(self, items: Iterable[Mapping[str, Any]], *, namespace: str = "default") -> None:
         """``put`` for a batch: all items are validated first (nothing is stored if
@@ -270,16 +232,12 @@ class SemanticCache:
         and written in one store transaction. Keys: query, response, and optionally
         embedding, metadata, ttl, namespace."""
         self._check_open()
-        prepared = prepare_put_items(self._state.config, items, namespace, self._state.dim)
-        if prepared:
-            self._call(flows.put_flow(self._state, prepared, self._now(), batch=True))
+        self._call(flows.put_many_request(self._state, items, namespace, self._now()))
 
     def delete(self, query: str, *, namespace: str = "default") -> bool:
         """Remove the entry for this exact (normalised) query; True if there was one."""
         self._check_open()
-        ns = check_namespace(namespace)
-        _, qhash = self._state.config.key(query)
-        deleted: bool = self._call(flows.delete_flow(self._state, ns, qhash))
+        deleted: bool = self._call(flows.delete_request(self._state, query, namespace))
         return deleted
 
     # -- maintenance and introspection -----------------------------------------
@@ -287,41 +245,37 @@ class SemanticCache:
     def vacuum(self, *, namespace: str | None = None, compact: bool = True) -> int:
         """Delete expired entries (in one namespace or all); returns how many."""
         self._check_open()
-        ns = None if namespace is None else check_namespace(namespace)
-        n: int = self._call(flows.vacuum_flow(self._state, ns, compact, self._now()))
+        n: int = self._call(flows.vacuum_request(self._state, namespace, compact, self._now()))
         return n
 
     def compact(self) -> int:
         """Drop the in-process index's tombstones; returns how many."""
         self._check_open()
-        with self._lock:
-            index = self._state.index
-            return 0 if index is None else index.compact()
+        n: int = self._call(flows.compact_flow(self._state))
+        return n
 
     def stats(self, *, namespace: str | None = None) -> Stats:
         self._check_open()
-        ns = None if namespace is None else check_namespace(namespace)
-        stats: Stats = self._call(flows.stats_flow(self._state, ns))
+        stats: Stats = self._call(flows.stats_request(self._state, namespace))
         return stats
 
     def health(self) -> Health:
         self._check_open()
-        health: Health = self._call(
-            flows.health_flow(
-                self._state, self._now(), self._store.backend_label, self._store.schema_version
-            )
+        store = self._store
+        flow = flows.health_flow(
+            self._state, self._now(), store.backend_label, store.schema_version
         )
+        health: Health = self._call(flow)
         return health
 
     def list_namespaces(self) -> list[str]:
         self._check_open()
-        with self._lock:
-            self._check_open()
-            return self._store.list_namespaces()
+        namespaces: list[str] = self._call(flows.list_namespaces_flow())
+        return namespaces
 
     def clear_namespace(self, namespace: str) -> int:
         self._check_open()
-        n: int = self._call(flows.clear_namespace_flow(self._state, check_namespace(namespace)))
+        n: int = self._call(flows.clear_namespace_request(self._state, namespace))
         return n
 
     def clear(self) -> int:
@@ -332,11 +286,7 @@ class SemanticCache:
     def requantize(self, dtype: VectorDtype) -> None:
         """Rebuild the in-process index with another in-memory vector dtype."""
         self._check_open()
-        check_dtype(dtype)
-        with self._lock:
-            self._state.config.vector_dtype = dtype
-            if self._state.index is not None:
-                self._run(flows.rebuild_index(self._state))
+        self._call(flows.requantize_flow(self._state, check_dtype(dtype)))
 
     @property
     def similarity_threshold(self) -> float:

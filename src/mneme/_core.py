@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmbedderDimensionError
+from ._errors import EmbedderDimensionError, MultiProcessLockError
 from ._index import check_dtype
 from ._policy import (
     CONFIDENCE_CUTOFF,
@@ -127,6 +127,46 @@ class CacheConfig:
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         text = normalize_query(query) if self.normalize else query
         return text, query_hash(text)
+
+
+CONFIG_ARGUMENTS = (
+    "similarity_threshold",
+    "default_ttl",
+    "max_entries",
+    "namespace_quotas",
+    "confidence_fn",
+    "validator",
+    "metrics_hook",
+    "normalize",
+    "index_backend",
+    "index_options",
+    "vector_dtype",
+    "multi_process_mode",
+    "stale_check_interval",
+    "max_query_bytes",
+    "max_response_bytes",
+    "max_metadata_bytes",
+)
+"""The cache constructors' keyword arguments that make up a CacheConfig."""
+
+
+def cache_config(
+    owner: str, path: object, store: object, embedder: object, arguments: Mapping[str, Any]
+) -> CacheConfig:
+    """Check a cache constructor's arguments (``arguments`` holds at least
+    CONFIG_ARGUMENTS) and build its configuration."""
+    if (path is None) == (store is None):
+        raise ValueError(f"{owner} needs exactly one of path= or store=")
+    if embedder is None:
+        raise ValueError(f"{owner} needs an embedder (embedder=...)")
+    config = CacheConfig.build(**{name: arguments[name] for name in CONFIG_ARGUMENTS})
+    if config.multi_process_mode == "mmap-shared":
+        raise MultiProcessLockError(
+            "multi_process_mode='mmap-shared' is not supported by this version; use "
+            "'stale-tolerant' (in-process index kept current by polling) or a store "
+            "with server-side search (PostgresStore(use_pgvector=True))"
+        )
+    return config
 
 
 @dataclass(slots=True)

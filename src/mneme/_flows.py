@@ -9,7 +9,8 @@ in-process and happens inside the flows.
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Mapping, Sequence
+import time
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,10 +27,12 @@ from ._core import (
     embedder_vector,
     emit,
     exact_hit,
+    prepare_put,
+    prepare_put_items,
 )
 from ._errors import EmbedderDimensionError
 from ._index import Index, make_index
-from ._policy import TOP_K, eviction_batch, from_bytes, unit_vector
+from ._policy import TOP_K, check_namespace, eviction_batch, from_bytes, unit_vector
 from ._types import Health, Hit, Stats, StoredEntry
 
 log = logging.getLogger("mneme")
@@ -86,6 +89,7 @@ class CacheState:
     seen_version: int = 0
     change_tracking: bool = False
     """The store can list rows changed since a version (ChangeTrackingStore)."""
+    last_stale_check: float = 0.0
 
 
 # -- opening ---------------------------------------------------------------------
@@ -123,10 +127,9 @@ def _fill(index: Index, rows: Sequence[tuple[int, str, bytes]], dim: int) -> Non
         index.add([r[0] for r in good], [r[1] for r in good], matrix.astype(np.float32))
 
 
-def catch_up(st: CacheState, now_monotonic: float, last_check: float) -> Flow:
+def catch_up(st: CacheState) -> Flow:
     """stale-tolerant mode: when the store's version counter moved, bring the index up
-    to date with other processes' writes. Returns the time of this check, or
-    ``last_check`` when it was not due.
+    to date with other processes' writes, at most every ``stale_check_interval``.
 
     A change-tracking store hands over just the rows inserted or replaced since the
     version last seen; deleted rows are dropped when a lookup meets them (they are never
@@ -134,15 +137,17 @@ def catch_up(st: CacheState, now_monotonic: float, last_check: float) -> Flow:
     Other stores are reloaded whole.
     """
     if st.config.multi_process_mode != "stale-tolerant" or st.index is None:
-        return last_check
-    if now_monotonic - last_check < st.config.stale_check_interval:
-        return last_check
+        return
+    now = time.monotonic()
+    if now - st.last_stale_check < st.config.stale_check_interval:
+        return
+    st.last_stale_check = now
     version = yield StoreCall("read_version_counter")
     if version == st.seen_version:
-        return now_monotonic
+        return
     if not st.change_tracking:
         yield from rebuild_index(st)
-        return now_monotonic
+        return
     rows = yield StoreCall("iter_changed_vectors", (st.seen_version,))
     while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
         _fill(st.index, chunk, st.dim)
@@ -150,13 +155,13 @@ def catch_up(st: CacheState, now_monotonic: float, last_check: float) -> Flow:
     count: int = yield StoreCall("count")
     if len(st.index) > count + max(1000, count // 10):
         yield from rebuild_index(st)
-    return now_monotonic
 
 
 # -- lookups ---------------------------------------------------------------------
 
 
 def get_flow(st: CacheState, ns: str, text: str, qhash: str, embedding: Any, now: int) -> Flow:
+    yield from catch_up(st)
     entry = yield StoreCall("get_by_hash", (ns, qhash))
     hit = yield from _exact(st, ns, entry, now)
     if hit is not None:
@@ -169,6 +174,7 @@ def get_many_flow(st: CacheState, ns: str, keys: Sequence[tuple[str, str]], now:
     """Same results as a loop of ``get``: one exact lookup for all, one embedder call
     for the queries the exact layer cannot answer, then the queries in order, since a
     semantic step may delete (invalid or expired) an entry a later query would hit."""
+    yield from catch_up(st)
     found: dict[str, StoredEntry] = yield StoreCall(
         "get_many_by_hash", (ns, list(dict.fromkeys(h for _, h in keys)))
     )
@@ -511,3 +517,94 @@ def health_flow(st: CacheState, now: int, store_backend: str, schema_version: in
         vector_dtype=st.config.vector_dtype,  # type: ignore[arg-type]
         multi_process_mode=st.config.multi_process_mode,  # type: ignore[arg-type]
     )
+
+
+# -- requests: a public method's arguments checked, as the flow that answers it -------
+# Each is an ordinary function, so bad arguments raise before anything runs.
+
+
+def _done(value: Any) -> Flow:
+    return value
+    yield  # a flow that needs no I/O
+
+
+def get_request(
+    st: CacheState, query: Any, embedding: Any, namespace: Any, bypass: bool, now: int
+) -> Flow:
+    ns = check_namespace(namespace)
+    text, qhash = st.config.key(query)
+    if bypass:
+        return _done(None)  # skip the cache: no lookup, nothing counted
+    return get_flow(st, ns, text, qhash, embedding, now)
+
+
+def get_many_request(st: CacheState, queries: Sequence[Any], namespace: Any, now: int) -> Flow:
+    ns = check_namespace(namespace)
+    keys = [st.config.key(q) for q in queries]
+    return get_many_flow(st, ns, keys, now) if keys else _done([])
+
+
+def put_request(
+    st: CacheState,
+    query: Any,
+    response: Any,
+    *,
+    embedding: Any,
+    namespace: Any,
+    metadata: Any,
+    ttl: Any,
+    now: int,
+) -> Flow:
+    p = prepare_put(
+        st.config,
+        query,
+        response,
+        namespace=namespace,
+        metadata=metadata,
+        ttl=ttl,
+        embedding=embedding,
+        dim=st.dim,
+    )
+    return put_flow(st, [p], now, batch=False)
+
+
+def put_many_request(
+    st: CacheState, items: Iterable[Mapping[str, Any]], namespace: Any, now: int
+) -> Flow:
+    prepared = prepare_put_items(st.config, items, namespace, st.dim)
+    return put_flow(st, prepared, now, batch=True) if prepared else _done(None)
+
+
+def delete_request(st: CacheState, query: Any, namespace: Any) -> Flow:
+    ns = check_namespace(namespace)
+    _, qhash = st.config.key(query)
+    return delete_flow(st, ns, qhash)
+
+
+def vacuum_request(st: CacheState, namespace: Any, compact: bool, now: int) -> Flow:
+    ns = None if namespace is None else check_namespace(namespace)
+    return vacuum_flow(st, ns, compact, now)
+
+
+def stats_request(st: CacheState, namespace: Any) -> Flow:
+    return stats_flow(st, None if namespace is None else check_namespace(namespace))
+
+
+def clear_namespace_request(st: CacheState, namespace: Any) -> Flow:
+    return clear_namespace_flow(st, check_namespace(namespace))
+
+
+def compact_flow(st: CacheState) -> Flow:
+    return 0 if st.index is None else st.index.compact()
+    yield  # no I/O: the index lives in process
+
+
+def requantize_flow(st: CacheState, dtype: str) -> Flow:
+    st.config.vector_dtype = dtype
+    if st.index is not None:
+        yield from rebuild_index(st)
+
+
+def list_namespaces_flow() -> Flow:
+    namespaces: list[str] = yield StoreCall("list_namespaces")
+    return namespaces
