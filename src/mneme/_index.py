@@ -89,6 +89,19 @@ def _dot(
     return out
 
 
+def _rows_by_namespace(
+    namespaces: Sequence[str], vectors: npt.NDArray[np.float32]
+) -> dict[str, list[int]]:
+    """Row numbers of each namespace, leaving out zero vectors (never indexed: cosine
+    is undefined for them)."""
+    keep = np.linalg.norm(vectors, axis=1) > 0
+    by_ns: dict[str, list[int]] = {}
+    for row, ns in enumerate(namespaces):
+        if keep[row]:
+            by_ns.setdefault(ns, []).append(row)
+    return by_ns
+
+
 class _Block:
     """One namespace's vectors: an append-only matrix with a live mask."""
 
@@ -133,14 +146,9 @@ class NumpyIndex:
         self, ids: Sequence[int], namespaces: Sequence[str], vectors: npt.NDArray[np.float32]
     ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), self.dim)
-        keep = np.linalg.norm(vectors, axis=1) > 0
         for id_ in ids:
             self.remove(id_)
-        by_ns: dict[str, list[int]] = {}
-        for row, ns in enumerate(namespaces):
-            if keep[row]:
-                by_ns.setdefault(ns, []).append(row)
-        for ns, rows in by_ns.items():
+        for ns, rows in _rows_by_namespace(namespaces, vectors).items():
             block = self._blocks.get(ns)
             if block is None:
                 block = self._blocks[ns] = _Block(self.dim, self.vector_dtype)
@@ -274,14 +282,9 @@ class HnswIndex:
         if self.vector_dtype != "float32":
             q = quantize(vectors, self.vector_dtype).astype(np.float32)
             vectors = q / _INT8_SCALE if self.vector_dtype == "int8" else q
-        keep = np.linalg.norm(vectors, axis=1) > 0
         for id_ in ids:
             self.remove(id_)
-        by_ns: dict[str, list[int]] = {}
-        for row, ns in enumerate(namespaces):
-            if keep[row]:
-                by_ns.setdefault(ns, []).append(row)
-        for ns, rows in by_ns.items():
+        for ns, rows in _rows_by_namespace(namespaces, vectors).items():
             graph = self._graph(ns, len(rows))
             row_ids = [int(ids[r]) for r in rows]
             graph.add_items(vectors[rows], row_ids)  # type: ignore[attr-defined]

@@ -118,6 +118,18 @@ def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
     ]
 
 
+STORE_OPTIONS = (
+    "schema",
+    "use_pgvector",
+    "hnsw_m",
+    "hnsw_ef_construction",
+    "ef_search",
+    "max_scan_tuples",
+    "exact_search_max_rows",
+    "connect_timeout",
+)
+
+
 class PgCore:
     """Options, state and operations of a Postgres store (sync or async)."""
 
@@ -125,17 +137,12 @@ class PgCore:
     index_label = "pgvector"
     schema_version = 1
 
-    def __init__(
-        self,
-        *,
-        schema: str,
-        use_pgvector: bool | Literal["auto"],
-        hnsw_m: int,
-        hnsw_ef_construction: int,
-        ef_search: int,
-        max_scan_tuples: int,
-        exact_search_max_rows: int,
-    ) -> None:
+    def __init__(self, owner: str, arguments: Mapping[str, Any]) -> None:
+        """``arguments``: the store constructor's arguments (its ``locals()``)."""
+        if sum(arguments[source] is not None for source in ("dsn", "connection", "pool")) != 1:
+            raise ValueError(f"{owner} needs exactly one of dsn, connection or pool")
+        schema = arguments["schema"]
+        use_pgvector = arguments["use_pgvector"]
         if not isinstance(schema, str) or len(schema) > 63 or not SCHEMA_NAME.match(schema):
             raise ValueError(
                 f"schema must be alphanumeric or underscore, start with a letter or "
@@ -144,12 +151,14 @@ class PgCore:
         if use_pgvector not in (True, False, "auto"):
             raise ValueError(f"use_pgvector must be True, False or 'auto', got {use_pgvector!r}")
         self._hnsw = HnswOptions(
-            m=hnsw_m,
-            ef_construction=hnsw_ef_construction,
-            ef_search=ef_search,
-            max_scan_tuples=max_scan_tuples,
-            exact_search_max_rows=exact_search_max_rows,
+            m=arguments["hnsw_m"],
+            ef_construction=arguments["hnsw_ef_construction"],
+            ef_search=arguments["ef_search"],
+            max_scan_tuples=arguments["max_scan_tuples"],
+            exact_search_max_rows=arguments["exact_search_max_rows"],
         )
+        # Everything but the connection source, to build a twin store with.
+        self._options = {name: arguments[name] for name in STORE_OPTIONS}
         self.schema = schema
         self._use_pgvector = use_pgvector
         self._sql: dict[str, Composed] = {}

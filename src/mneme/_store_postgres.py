@@ -76,30 +76,9 @@ class PostgresStore(PgCore):
         exact_search_max_rows: int = 2_000,
         connect_timeout: float = 10.0,
     ) -> None:
-        if sum(source is not None for source in (dsn, connection, pool)) != 1:
-            raise ValueError("PostgresStore needs exactly one of dsn, connection or pool")
-        super().__init__(
-            schema=schema,
-            use_pgvector=use_pgvector,
-            hnsw_m=hnsw_m,
-            hnsw_ef_construction=hnsw_ef_construction,
-            ef_search=ef_search,
-            max_scan_tuples=max_scan_tuples,
-            exact_search_max_rows=exact_search_max_rows,
-        )
+        super().__init__("PostgresStore", locals())
         require_psycopg()
         self._dsn = dsn
-        self._connect_timeout = connect_timeout
-        self._options: dict[str, Any] = {
-            "schema": schema,
-            "use_pgvector": use_pgvector,
-            "hnsw_m": hnsw_m,
-            "hnsw_ef_construction": hnsw_ef_construction,
-            "ef_search": ef_search,
-            "max_scan_tuples": max_scan_tuples,
-            "exact_search_max_rows": exact_search_max_rows,
-            "connect_timeout": connect_timeout,
-        }
         self._source: ConnectionSource
         if dsn is not None:
             self._source = OwnedConnection(dsn, connect_timeout)

@@ -57,17 +57,7 @@ class AsyncPostgresStore(PgCore):
         exact_search_max_rows: int = 2_000,
         connect_timeout: float = 10.0,
     ) -> None:
-        if sum(source is not None for source in (dsn, connection, pool)) != 1:
-            raise ValueError("AsyncPostgresStore needs exactly one of dsn, connection or pool")
-        super().__init__(
-            schema=schema,
-            use_pgvector=use_pgvector,
-            hnsw_m=hnsw_m,
-            hnsw_ef_construction=hnsw_ef_construction,
-            ef_search=ef_search,
-            max_scan_tuples=max_scan_tuples,
-            exact_search_max_rows=exact_search_max_rows,
-        )
+        super().__init__("AsyncPostgresStore", locals())
         require_psycopg()
         self._source: AsyncConnectionSource
         if dsn is not None:
