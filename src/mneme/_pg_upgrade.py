@@ -167,6 +167,9 @@ def upgrade(
             yield from _backfill(schema, stmts, total, "backfilled")
             yield from _build_index(schema, stmts, options, total, owned_connection)
         yield from _backfill(schema, stmts, total, "caught up")
+        # Planner statistics for the new table: without them it guesses namespace
+        # sizes badly and can route a large namespace past the index.
+        yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
     finally:
         yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
 
