@@ -85,10 +85,6 @@ class OwnedConnection:
         self._conn: Connection[Any] | None = None
         self._lock = threading.RLock()
 
-    @property
-    def masked_dsn(self) -> str:
-        return mask_dsn(self._dsn, _dsn_password(self._dsn))
-
     def connect_args(self) -> tuple[str, dict[str, Any]]:
         """The DSN and keyword arguments to connect with (sync or async)."""
         psycopg = require_psycopg()

@@ -103,19 +103,26 @@ def _entry(row: Sequence[Any]) -> StoredEntry:
     )
 
 
-def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
+def _values(entry: StoredEntry, metadata: Any) -> list[Any]:
+    """An entry's column values in the order of the insert statements."""
     return [
-        [e.namespace for e in rows],
-        [e.query_hash for e in rows],
-        [e.query for e in rows],
-        [e.response for e in rows],
-        [e.embedding for e in rows],
-        [None if e.metadata is None else metadata_json(e.metadata) for e in rows],
-        [e.created_at for e in rows],
-        [e.last_accessed_at for e in rows],
-        [e.ttl for e in rows],
-        [e.access_count for e in rows],
+        entry.namespace,
+        entry.query_hash,
+        entry.query,
+        entry.response,
+        entry.embedding,
+        metadata,
+        entry.created_at,
+        entry.last_accessed_at,
+        entry.ttl,
+        entry.access_count,
     ]
+
+
+def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
+    """Column arrays of a batch (for unnest), metadata as JSON text."""
+    values = (_values(e, None if e.metadata is None else metadata_json(e.metadata)) for e in rows)
+    return [list(column) for column in zip(*values, strict=True)]
 
 
 STORE_OPTIONS = (
@@ -499,18 +506,7 @@ class PgCore:
         from psycopg.types.json import Jsonb
 
         metadata = None if entry.metadata is None else Jsonb(entry.metadata, dumps=metadata_json)
-        params: list[Any] = [
-            entry.namespace,
-            entry.query_hash,
-            entry.query,
-            entry.response,
-            entry.embedding,
-            metadata,
-            entry.created_at,
-            entry.last_accessed_at,
-            entry.ttl,
-            entry.access_count,
-        ]
+        params = _values(entry, metadata)
         vec = self._vec
 
         def upsert() -> PgOp[tuple[tuple[int, Any], bool]]:
