@@ -125,10 +125,10 @@ def make_store(spec: dict[str, Any], pool: Any = None) -> Any:
     """The store a spec describes: {"kind": "sqlite"|"bytea"|"pgvector", ...}."""
     kind = spec["kind"]
     if kind == "sqlite":
-        from mneme._store_sqlite import SQLiteStore
+        from mneme.stores.sqlite import SQLiteStore
 
         return SQLiteStore(spec["path"])
-    from mneme._store_postgres import PostgresStore
+    from mneme.stores.postgres.store import PostgresStore
 
     options: dict[str, Any] = dict(spec.get("options", {}))
     if kind == "pgvector":
@@ -149,8 +149,8 @@ def _child_main(spec: dict[str, Any]) -> None:
     import psutil
 
     # Import everything the open needs before the first RSS reading.
-    import mneme._store_postgres
-    import mneme._store_sqlite  # noqa: F401
+    import mneme.stores.postgres.store
+    import mneme.stores.sqlite  # noqa: F401
     from mneme import SemanticCache
 
     if spec["kind"] != "sqlite":

@@ -6,8 +6,9 @@
 * Structured vectors: ``TOPICS`` topic centres (unit, i.i.d. Gaussian); a stored entry is
   ``normalise(centre + ENTRY_SPREAD * g)`` with ``g`` a random unit direction, its topic
   drawn with a zipf-like popularity. Two entries of one topic have cosine ~0.7, below
-  the cache's 0.85 threshold, so each stored question is its own answer. (i.i.d. random
-  vectors flatter exact search and misreport HNSW recall; see spec §3.)
+  the cache's 0.85 threshold, so each stored question is its own answer. (Real
+  embeddings cluster by topic; i.i.d. random vectors do not, and they flatter exact
+  search and misreport HNSW recall.)
 * Responses of realistic size: lognormal, median ~700 bytes, clipped to 150 B - 8 kB.
 * Queries: ``exact`` repeats the stored text; ``near`` is a paraphrase (new text) whose
   vector is the stored one plus noise of norm ``NEAR_NOISE`` (cosine ~0.97, a semantic

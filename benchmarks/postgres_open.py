@@ -34,7 +34,7 @@ from psycopg import sql
 from _server import server
 from mneme import SemanticCache
 from mneme._policy import normalize_query, query_hash
-from mneme._store_postgres import PostgresStore
+from mneme.stores.postgres.store import PostgresStore
 from mneme.testing import HashingEmbedder
 
 RESULTS = Path(__file__).resolve().parent / "results"

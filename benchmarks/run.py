@@ -114,8 +114,8 @@ def server_info(dsn: str) -> dict[str, Any]:
 
 
 def maintenance_work_mem_mb(n: int, dim: int) -> int:
-    """HNSW build memory: ~2.4 kB/row at dim 384 (spec §3), i.e. 4 bytes per dimension
-    plus ~900 bytes of graph, with 25% headroom."""
+    """HNSW build memory: about 4 bytes per dimension plus ~900 bytes of graph per row
+    (~2.4 kB/row at dim 384), with 25% headroom."""
     return max(64, int(n * (4 * dim + 900) * 1.25 / 2**20))
 
 

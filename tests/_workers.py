@@ -43,7 +43,7 @@ def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> Store:
     kind = spec[0]
     if kind == "sqlite":
         return SQLiteStore(spec[1], timeout=sqlite_timeout)
-    from mneme._store_postgres import PostgresStore
+    from mneme.stores.postgres.store import PostgresStore
 
     if kind == "postgres":
         return PostgresStore(spec[1], schema=spec[2], connect_timeout=5)
@@ -59,7 +59,7 @@ def make_pooled_store(spec: StoreSpec, size: int) -> tuple[Store, Callable[[], N
         return make_store(spec, sqlite_timeout=60.0), lambda: None
     from psycopg_pool import ConnectionPool
 
-    from mneme._store_postgres import PostgresStore
+    from mneme.stores.postgres.store import PostgresStore
 
     pool: ConnectionPool[Any] = ConnectionPool(
         spec[1], min_size=1, max_size=size, open=True, timeout=60

@@ -1,5 +1,12 @@
 """Shared fixtures: store factories for the contract battery, embedders, clocks.
 
+Tests that need no server live in ``tests/unit``; those that need Postgres, Redis or
+moto's DynamoDB, and those parametrised over every store, in ``tests/backends``. This
+conftest and the helper modules beside it (``pg_fixtures``, ``kv_fixtures``,
+``_workers``, ``store_entries``, ``cache_helpers``, ...) serve both: pytest's
+``pythonpath`` puts ``tests/`` on ``sys.path``, so they import as top-level modules,
+in spawned worker processes too. Test modules import helpers, never each other.
+
 Backend fixtures that need a server live in their own plugin modules
 (``pg_fixtures``, ...). In CI (``MNEME_REQUIRE_BACKENDS=1``) a skipped backend test
 fails the run: see ``pytest_runtest_makereport`` below.

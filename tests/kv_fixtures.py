@@ -22,8 +22,8 @@ import pytest
 import redis
 from moto import mock_aws
 
-from mneme._store_dynamodb import DynamoDBStore
-from mneme._store_redis import RedisStore
+from mneme.stores.dynamodb import DynamoDBStore
+from mneme.stores.redis.store import RedisStore
 
 RedisStoreFactory = Callable[[], RedisStore]
 DynamoDBStoreFactory = Callable[[], DynamoDBStore]

@@ -27,8 +27,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mneme._store_postgres import PostgresStore
-from mneme._store_postgres_async import AsyncPostgresStore
+from mneme.stores.postgres.async_store import AsyncPostgresStore
+from mneme.stores.postgres.store import PostgresStore
 
 PostgresStoreFactory = Callable[[], PostgresStore]
 

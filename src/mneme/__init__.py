@@ -5,10 +5,10 @@ that means the same (cosine similarity above a threshold). Entries persist in a 
 SQLite by default, or memory, Postgres (optionally with pgvector), Redis, DynamoDB.
 """
 
-from ._async_cache import AsyncSemanticCache
-from ._cache import SemanticCache
-from ._embedder import AsyncEmbedder, Embedder, to_async_embedder, to_sync_embedder
-from ._errors import (
+from typing import TYPE_CHECKING, Any
+
+from mneme._embedder import AsyncEmbedder, Embedder, to_async_embedder, to_sync_embedder
+from mneme._errors import (
     CacheClosedError,
     CheckpointError,
     CorruptCacheError,
@@ -22,11 +22,7 @@ from ._errors import (
     SchemaMigrationError,
     StoreBackendError,
 )
-from ._index import Index
-from ._store import Store, VectorSearchStore
-from ._store_memory import MemoryStore
-from ._store_sqlite import SQLiteStore
-from ._types import (
+from mneme._types import (
     ConfidenceFn,
     Health,
     Hit,
@@ -39,7 +35,10 @@ from ._types import (
     Validator,
     VectorDtype,
 )
-from ._version import __version__
+from mneme._version import __version__
+from mneme.cache import AsyncSemanticCache, SemanticCache
+from mneme.index import Index
+from mneme.stores import MemoryStore, SQLiteStore, Store, VectorSearchStore
 
 __all__ = [
     "AsyncEmbedder",
@@ -78,3 +77,27 @@ __all__ = [
     "to_async_embedder",
     "to_sync_embedder",
 ]
+
+if TYPE_CHECKING:
+    from mneme.stores.dynamodb import DynamoDBStore as DynamoDBStore
+    from mneme.stores.postgres import AsyncPostgresStore as AsyncPostgresStore
+    from mneme.stores.postgres import PostgresStore as PostgresStore
+    from mneme.stores.redis import RedisStore as RedisStore
+
+# The network stores are reachable from here too, imported on first use so that
+# ``import mneme`` never imports a driver.
+_LAZY = {
+    "PostgresStore": "mneme.stores.postgres",
+    "AsyncPostgresStore": "mneme.stores.postgres",
+    "RedisStore": "mneme.stores.redis",
+    "DynamoDBStore": "mneme.stores.dynamodb",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mneme' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import EmbedderDimensionError
+from mneme._errors import EmbedderDimensionError
 
 CONFIDENCE_CUTOFF = 0.7
 TOP_K = 3

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._errors import StoreBackendError
-from .._types import Stats
+from mneme._errors import StoreBackendError
+from mneme._types import Stats
 
 __all__ = ["PrometheusMetricsHook"]
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .._embedder import Embedder
-from .._index import check_dtype, quantize
-from .._policy import normalize_query, unit_vector
+from mneme._embedder import Embedder
+from mneme._policy import normalize_query, unit_vector
+from mneme.index import check_dtype, quantize
 
 __all__ = ["CalibrationResult", "find_threshold", "main", "precision_recall_curve"]
 
@@ -125,7 +125,7 @@ def _read_pairs(path: str) -> list[tuple[str, str]]:
 
 def _load_embedder(spec: str | None, dim: int) -> Embedder:
     if spec is None:
-        from ..testing import HashingEmbedder
+        from mneme.testing import HashingEmbedder
 
         return HashingEmbedder(dim)
     module, _, attr = spec.partition(":")

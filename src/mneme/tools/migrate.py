@@ -16,11 +16,11 @@ from dataclasses import replace
 
 import numpy as np
 
-from .._embedder import AsyncEmbedder, BatchEmbedder, Embedder, to_sync_embedder
-from .._errors import CorruptCacheError
-from .._policy import normalize_query, to_bytes, unit_vector
-from .._store_sqlite import SQLiteStore
-from .._types import StoredEntry
+from mneme._embedder import AsyncEmbedder, BatchEmbedder, Embedder, to_sync_embedder
+from mneme._errors import CorruptCacheError
+from mneme._policy import normalize_query, to_bytes, unit_vector
+from mneme._types import StoredEntry
+from mneme.stores.sqlite import SQLiteStore
 
 __all__ = ["areembed", "reembed"]
 

@@ -1,0 +1,163 @@
+# async-only: begin
+"""The async store protocols, and the source of the sync ones (``protocol.py``).
+
+An ``AsyncStore`` has the same methods as a ``Store``, as coroutines, except that the
+``iter_*`` methods return async iterators and ``snapshot_to`` / ``restore_from`` stay
+plain methods (they work on files, or refuse at once). ``scripts/unasync.py`` writes
+``protocol.py`` from this file.
+"""
+# async-only: end
+# sync: """The Store protocol every backend implements, and its capabilities: change
+# sync: tracking and server-side search."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from mneme._types import StoredEntry
+
+COUNTER_NAMES = ("hits_exact", "hits_semantic", "misses", "evictions", "expirations")
+"""The per-namespace counters a store persists."""
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """Durable home of cache entries.
+
+    Every method but the constructor raises ``CacheClosedError`` before ``open`` and
+    after ``close``. Every mutation is atomic and bumps the version counter in the same
+    transaction (inserts, replacements and deletes alike).
+    """
+
+    backend_label: str
+    """Lower-case name reported as ``Health.store_backend``, e.g. "sqlite"."""
+    schema_version: int
+    """Version of the schema this store writes."""
+
+    async def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
+        """Connect/provision; on a store written before, check fingerprint and dim
+        (``EmbedderMismatchError`` / ``EmbedderDimensionError``)."""
+
+    async def close(self) -> None:
+        """Release what the store owns; idempotent."""
+
+    async def get_by_hash(self, namespace: str, query_hash: str) -> StoredEntry | None: ...
+
+    async def get_by_id(self, id: int) -> StoredEntry | None: ...
+
+    async def count(self, namespace: str | None = None) -> int: ...
+
+    async def list_namespaces(self) -> list[str]:
+        """Namespaces holding at least one entry, sorted."""
+
+    async def iter_lru_ids(self, n: int, namespace: str | None = None) -> list[int]:
+        """Up to ``n`` ids, least recently used first (last_accessed_at, then id)."""
+
+    def iter_all(self) -> AsyncIterator[StoredEntry]:
+        """Every entry, id ascending."""
+
+    def iter_since(self, last_id: int) -> AsyncIterator[StoredEntry]:
+        """Entries with id > last_id, id ascending."""
+
+    def iter_vectors(self, after_id: int = 0) -> AsyncIterator[tuple[int, str, bytes]]:
+        """(id, namespace, embedding) with id > after_id, id ascending: what an
+        in-process index needs and nothing more (no responses, no metadata)."""
+
+    async def insert(self, entry: StoredEntry) -> int:
+        """Upsert on (namespace, query_hash): a new row gets a new id, a replaced row
+        keeps its id and takes every other field from ``entry``. Returns the id."""
+
+    async def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
+        """``insert`` for a batch, in one transaction (one version bump is enough);
+        ids in input order. Two entries of the batch with the same (namespace,
+        query_hash): the later wins, both get its id."""
+
+    async def get_many_by_hash(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> dict[str, StoredEntry]:
+        """Entries found for the given hashes, keyed by hash (one round trip)."""
+
+    async def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
+        """Delete these ids in one transaction; returns how many were deleted per
+        namespace (ids that did not exist are ignored)."""
+
+    async def oldest_created_at(self) -> int | None:
+        """Smallest created_at over all entries, None when empty."""
+
+    async def update_access(self, id: int, now: int) -> None:
+        """Set last_accessed_at = now and add one to access_count. A store may defer
+        and coalesce these, but must apply them before it answers ``iter_lru_ids``."""
+
+    async def delete_by_id(self, id: int) -> bool: ...
+
+    async def delete_expired(self, now: int, namespace: str | None = None) -> int: ...
+
+    async def clear_namespace(self, namespace: str) -> int: ...
+
+    async def set_namespace_quota(self, namespace: str, max_entries: int | None) -> None:
+        """Set (or with None remove) a namespace's quota."""
+
+    async def get_namespace_quota(self, namespace: str) -> int | None: ...
+
+    async def read_version_counter(self) -> int:
+        """0 when fresh; strictly increases on every insert and delete."""
+
+    async def read_meta(self, key: str) -> str | None: ...
+
+    async def write_meta(self, key: str, value: str) -> None: ...
+
+    async def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        """Add to the persisted per-namespace counters (names in COUNTER_NAMES)."""
+
+    async def read_counters(self, namespace: str | None = None) -> dict[str, int]:
+        """Persisted counters of one namespace, or summed over all when None."""
+
+    async def integrity_check(self) -> bool: ...
+
+    def snapshot_to(self, dest_path: str) -> None: ...
+
+    @classmethod
+    def restore_from(cls, source_path: str, dest_path: str) -> None: ...
+
+
+@runtime_checkable
+class AsyncChangeTrackingStore(AsyncStore, Protocol):
+    """A store that remembers the version at which each row was last written.
+
+    With it, a cache in ``stale-tolerant`` mode catches up with other processes by
+    fetching only what changed instead of reloading every vector.
+    """
+
+    def iter_changed_vectors(self, since_version: int) -> AsyncIterator[tuple[int, str, bytes]]:
+        """(id, namespace, embedding) of rows inserted or replaced at a version
+        greater than ``since_version``, id ascending. Deleted rows are not reported."""
+
+
+@runtime_checkable
+class AsyncVectorSearchStore(AsyncStore, Protocol):
+    """A store that answers nearest-neighbour queries itself.
+
+    When the cache's store has this capability it builds no in-process index: open time
+    and process memory do not grow with the number of entries, and every process sees
+    every write at once.
+    """
+
+    index_label: str
+    """Name reported as ``Health.index_backend``, e.g. "pgvector"."""
+
+    @property
+    def vector_search_enabled(self) -> bool:
+        """True once the store is open and will answer ``search``; a store that can
+        fall back to plain storage (e.g. pgvector missing) reports False and the
+        cache builds its in-process index instead."""
+
+    async def search(
+        self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
+    ) -> list[tuple[StoredEntry, float]]:
+        """The ``k`` nearest non-expired entries of ``namespace`` to the unit
+        ``vector`` with their cosine similarity, best first. Entries with a zero
+        embedding are never returned."""

@@ -1,0 +1,695 @@
+"""What PostgresStore and AsyncPostgresStore share: options, state, and every operation
+as a generator of database requests (see ``requests``). The two stores only borrow
+connections and drive these generators, one with calls and one with awaits.
+
+Concurrency: every transaction that changes ``entries`` first locks the
+``version_counter`` row, so writers from any number of processes queue on one row
+instead of deadlocking on each other's entry rows; reads never wait.
+"""
+
+from __future__ import annotations
+
+import decimal
+import json
+import logging
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
+from mneme._types import StoredEntry
+from mneme.stores.common import check_embedder
+from mneme.stores.postgres.requests import Atomic, Execute, FetchTypeInfo, GetConnection, PgOp
+from mneme.stores.postgres.schema import load_migrations, provision
+from mneme.stores.postgres.statements import STATEMENTS, compose
+from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
+from mneme.stores.postgres.vector import (
+    ITERATIVE_SCANS_SINCE,
+    HnswOptions,
+    VectorStatements,
+    index_kind,
+    parse_version,
+    run_search,
+    side_vector,
+    side_vectors,
+)
+from mneme.stores.protocol import COUNTER_NAMES
+
+if TYPE_CHECKING:
+    from psycopg.sql import Composed
+    from psycopg.types import TypeInfo
+
+__all__ = ["Mode", "PgCore", "metadata_json"]
+
+_log = logging.getLogger("mneme.postgres")
+_T = TypeVar("_T")
+
+Mode = Literal["read", "write", "raw"]
+"""How a store runs an operation on its borrowed connection: "read" in a transaction
+only when the connection is not autocommit, "write" always in one, "raw" as it is (the
+operation manages its own transactions)."""
+
+SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BATCH = 2_000
+VECTOR_BATCH = 10_000
+_FLUSH_AFTER_S = 1.0
+_FLUSH_AFTER_N = 1_000
+# Rows per statement of a large insert_many (one transaction): bounds client memory.
+_INSERT_CHUNK = 5_000
+_SCAN_AT_LEAST = 20
+
+
+def metadata_json(value: Any) -> str:
+    """JSON text whose numbers come back from jsonb as they went in.
+
+    jsonb keeps numbers as decimals, so a float written the usual way as ``1e+16``
+    would come back as the integer 10000000000000000 (and ``1e+23`` as a different
+    number). Floats are written instead as their exact decimal expansion with a
+    fractional part, which jsonb keeps digit for digit.
+    """
+    if isinstance(value, float):
+        text = repr(value)
+        if "e" in text or "E" in text:
+            text = format(decimal.Decimal(value), "f")
+        return text if "." in text else text + ".0"
+    if isinstance(value, dict):
+        items = (json.dumps(str(k)) + ":" + metadata_json(v) for k, v in value.items())
+        return "{" + ",".join(items) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(metadata_json(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _entry(row: Sequence[Any]) -> StoredEntry:
+    return StoredEntry(
+        id=row[0],
+        namespace=row[1],
+        query_hash=row[2],
+        query=row[3],
+        response=row[4],
+        embedding=bytes(row[5]),
+        metadata=row[6],
+        created_at=row[7],
+        last_accessed_at=row[8],
+        ttl=row[9],
+        access_count=row[10],
+    )
+
+
+def _values(entry: StoredEntry, metadata: Any) -> list[Any]:
+    """An entry's column values in the order of the insert statements."""
+    return [
+        entry.namespace,
+        entry.query_hash,
+        entry.query,
+        entry.response,
+        entry.embedding,
+        metadata,
+        entry.created_at,
+        entry.last_accessed_at,
+        entry.ttl,
+        entry.access_count,
+    ]
+
+
+def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
+    """Column arrays of a batch (for unnest), metadata as JSON text."""
+    values = (_values(e, None if e.metadata is None else metadata_json(e.metadata)) for e in rows)
+    return [list(column) for column in zip(*values, strict=True)]
+
+
+STORE_OPTIONS = (
+    "schema",
+    "use_pgvector",
+    "hnsw_m",
+    "hnsw_ef_construction",
+    "ef_search",
+    "max_scan_tuples",
+    "exact_search_max_rows",
+    "connect_timeout",
+)
+
+
+class PgCore:
+    """Options, state and operations of a Postgres store (sync or async)."""
+
+    backend_label = "postgres"
+    index_label = "pgvector"
+    schema_version = 1
+
+    def __init__(self, owner: str, arguments: Mapping[str, Any]) -> None:
+        """``arguments``: the store constructor's arguments (its ``locals()``)."""
+        if sum(arguments[source] is not None for source in ("dsn", "connection", "pool")) != 1:
+            raise ValueError(f"{owner} needs exactly one of dsn, connection or pool")
+        schema = arguments["schema"]
+        use_pgvector = arguments["use_pgvector"]
+        if not isinstance(schema, str) or len(schema) > 63 or not SCHEMA_NAME.match(schema):
+            raise ValueError(
+                f"schema must be alphanumeric or underscore, start with a letter or "
+                f"underscore and be at most 63 characters: {schema!r}"
+            )
+        if use_pgvector not in (True, False, "auto"):
+            raise ValueError(f"use_pgvector must be True, False or 'auto', got {use_pgvector!r}")
+        self._hnsw = HnswOptions(
+            m=arguments["hnsw_m"],
+            ef_construction=arguments["hnsw_ef_construction"],
+            ef_search=arguments["ef_search"],
+            max_scan_tuples=arguments["max_scan_tuples"],
+            exact_search_max_rows=arguments["exact_search_max_rows"],
+        )
+        # Everything but the connection source, to build a twin store with.
+        self._options = {name: arguments[name] for name in STORE_OPTIONS}
+        self.schema = schema
+        self._use_pgvector = use_pgvector
+        self._sql: dict[str, Composed] = {}
+        self._open = False
+        # id -> (last now, touches) of update_access calls not yet written.
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._pending_since = 0.0
+        self._pending_lock = threading.Lock()
+        # pgvector: the side-table statements when this store keeps the side table
+        # written (always, once the schema has it), the vector type to register on
+        # connections, and whether this store answers search.
+        self._vec: VectorStatements | None = None
+        self._vector_info: TypeInfo | None = None
+        self._search = False
+        self._iterative = False
+        self._dim = 0
+
+    @property
+    def vector_search_enabled(self) -> bool:
+        """True when open with pgvector active: the cache then calls ``search``."""
+        return self._open and self._search
+
+    def _check(self) -> None:
+        if not self._open:
+            raise CacheClosedError("PostgresStore is not open")
+
+    def _adapt(self, conn: Any) -> None:
+        """Register pgvector's adapters on a connection once (a type adapter, not
+        session state; the type's oid was looked up at open, so no round trip)."""
+        from pgvector.psycopg.vector import register_vector_info
+
+        info = self._vector_info
+        if info is not None and conn.adapters.types.get(info.oid) is None:
+            register_vector_info(conn, info)
+
+    @staticmethod
+    def _error(op: str, exc: Exception) -> StoreBackendError:
+        return StoreBackendError(f"PostgresStore.{op} failed: {str(exc).strip()}")
+
+    # -- deferred access times ---------------------------------------------------
+
+    def _take_pending(self) -> dict[int, tuple[int, int]]:
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+            return pending
+
+    def _restore_pending(self, pending: dict[int, tuple[int, int]]) -> None:
+        with self._pending_lock:
+            for id_, (t, n) in pending.items():
+                newer = self._pending.get(id_)
+                self._pending[id_] = (max(newer[0], t), newer[1] + n) if newer else (t, n)
+            if pending and not self._pending_since:
+                self._pending_since = time.monotonic()
+
+    def _flush_due(self) -> bool:
+        return bool(self._pending) and time.monotonic() - self._pending_since > _FLUSH_AFTER_S
+
+    def _touch(self, id: int, now: int) -> bool:
+        """Queue an access; True when enough are queued that they should be written."""
+        with self._pending_lock:
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            touch = self._pending.get(id)
+            self._pending[id] = (now, 1 + (touch[1] if touch else 0))
+            return len(self._pending) >= _FLUSH_AFTER_N
+
+    def _overlay(self, entry: StoredEntry | None) -> StoredEntry | None:
+        """Show this process's not-yet-written touches on an entry it reads."""
+        if entry is None or not self._pending:
+            return entry
+        with self._pending_lock:
+            touch = self._pending.get(entry.id)
+        if touch is None:
+            return entry
+        return replace(
+            entry,
+            last_accessed_at=max(entry.last_accessed_at, touch[0]),
+            access_count=entry.access_count + touch[1],
+        )
+
+    # -- operations: writing -------------------------------------------------------
+
+    def _op_write(self, body: Callable[[], PgOp[tuple[_T, bool]]]) -> PgOp[_T]:
+        """One transaction: lock the counter, write pending touches, run ``body``, and
+        bump the counter when ``body`` reports a change. Run with mode "raw"."""
+        pending = self._take_pending()
+        try:
+            result: _T = yield Atomic(self._op_write_body(pending, body))
+        except BaseException:
+            self._restore_pending(pending)
+            raise
+        return result
+
+    def _op_write_body(
+        self, pending: dict[int, tuple[int, int]], body: Callable[[], PgOp[tuple[_T, bool]]]
+    ) -> PgOp[_T]:
+        yield Execute(self._sql["lock"])
+        if pending:
+            ids = list(pending)
+            yield Execute(
+                self._sql["flush"],
+                [ids, [pending[i][0] for i in ids], [pending[i][1] for i in ids]],
+            )
+        result, changed = yield from body()
+        if changed:
+            yield Execute(self._sql["bump"])
+        return result
+
+    def _op_flush(self) -> PgOp[None]:
+        if self._pending:
+            yield from self._op_write(_nothing)
+
+    def _op_upsert(self, body: Callable[[], PgOp[tuple[_T, bool]]]) -> PgOp[_T]:
+        """An upsert statement that bumps the counter itself. Run with mode "raw"."""
+        if self._pending:
+            # Touches must be written after the counter lock, inside the same transaction.
+            return (yield from self._op_write(body))
+        conn = yield GetConnection()
+        if conn.autocommit:  # the one statement is the whole transaction
+            result, _ = yield from body()
+            return result
+        result, _ = yield Atomic(body())
+        return result
+
+    # -- operations: opening ------------------------------------------------------
+
+    def _prepare_open(self) -> None:
+        self._sql = {name: compose(text, self.schema) for name, text in STATEMENTS.items()}
+
+    def _op_provision(self) -> PgOp[int]:
+        return (yield from provision(self.schema, load_migrations()))
+
+    def _op_read_embedder(self) -> PgOp[tuple[str | None, str | None]]:
+        values = []
+        for key in ("embedder_fingerprint", "embedder_dim"):
+            row = yield Execute(self._sql["meta_get"], [key], "one")
+            values.append(None if row is None else str(row[0]))
+        return values[0], values[1]
+
+    def _op_record_embedder(
+        self, fingerprint: str, dim: int
+    ) -> PgOp[tuple[str | None, str | None]]:
+        # DO NOTHING: a concurrent opener may have recorded its embedder first.
+        yield Execute(self._sql["meta_default"], ["embedder_fingerprint", fingerprint])
+        yield Execute(self._sql["meta_default"], ["embedder_dim", str(dim)])
+        return (yield from self._op_read_embedder())
+
+    def _check_embedder(self, stored: tuple[str | None, str | None], fp: str, dim: int) -> None:
+        stored_fp, stored_dim = stored
+        check_embedder(
+            stored_fp,
+            int(stored_dim) if stored_dim is not None else None,
+            fp,
+            dim,
+            f"PostgreSQL schema {self.schema!r}",
+        )
+        self._dim = int(dim)
+
+    def _op_open_vectors(self, owned_connection: bool) -> PgOp[None]:
+        """Decide, from the arguments and what the schema says, whether this store
+        searches, keeps the side table written, or neither; upgrade when asked to.
+        Run with mode "raw"."""
+        self._vec, self._vector_info, self._search = None, None, False
+        state: VectorSchemaState = yield Atomic(read_state(self.schema))
+        want = self._use_pgvector
+        version = ""
+        kind = ""
+        if want is not False:
+            try:
+                kind = index_kind(self._dim)
+                version = yield from ensure_extension(state)
+            except StoreBackendError as exc:
+                if want is True:
+                    raise
+                message = f"PostgresStore(use_pgvector='auto') falls back to plain storage: {exc}"
+                _log.warning("%s", message)
+                warnings.warn(message, RuntimeWarning, stacklevel=2)
+                want = False
+        if want is False and state.flag_index is None:
+            return
+        if state.flag_index is not None:
+            kind = state.flag_index
+            if state.flag_dim != self._dim:
+                raise StoreBackendError(
+                    f"schema {self.schema!r} has a pgvector side table of dimension "
+                    f"{state.flag_dim}, but the embedder has {self._dim}"
+                )
+        stmts = VectorStatements(self.schema, self._dim, kind)
+        yield from self._op_vector_type()
+        if want is not False:
+            if not (state.flag_index is not None and state.index_valid):
+                yield from upgrade(
+                    self.schema, stmts, self._hnsw, owned_connection=owned_connection
+                )
+            self._iterative = parse_version(version) >= ITERATIVE_SCANS_SINCE
+            if not self._iterative:
+                _log.warning(
+                    "pgvector %s has no iterative index scans: small namespaces in a large "
+                    "table may lose recall; upgrade to pgvector 0.8.4 or later",
+                    version,
+                )
+            self._search = True
+        self._vec = stmts
+
+    def _op_vector_type(self) -> PgOp[None]:
+        info = yield Atomic(_fetch_type("vector"))
+        if info is None:
+            raise StoreBackendError(f"schema {self.schema!r}: the vector type is missing")
+        self._vector_info = info
+        self._adapt((yield GetConnection()))
+
+    def _op_adopt_vectors(self, written: Sequence[StoredEntry]) -> PgOp[VectorStatements]:
+        """The schema got its vector side table after this store opened: keep it
+        written from now on, starting with the entries this store just wrote.
+        Run with mode "raw"."""
+        state: VectorSchemaState = yield Atomic(read_state(self.schema))
+        if state.flag_index is None or state.flag_dim != self._dim:
+            raise StoreBackendError(
+                f"schema {self.schema!r}: the pgvector side table is not usable "
+                f"(dimension {state.flag_dim}, embedder {self._dim})"
+            )
+        stmts = VectorStatements(self.schema, self._dim, state.flag_index)
+        yield from self._op_vector_type()
+        for i in range(0, len(written), _INSERT_CHUNK):
+            chunk = written[i : i + _INSERT_CHUNK]
+            params = [
+                [e.id for e in chunk],
+                [e.namespace for e in chunk],
+                [None if e.ttl is None else e.created_at + e.ttl for e in chunk],
+                side_vectors([e.embedding for e in chunk], stmts.dim),
+            ]
+            yield Atomic(_execute(stmts.sql["side_upsert"], params))
+        return stmts
+
+    # -- operations: reading -------------------------------------------------------
+
+    def _op_fetch_entry(self, name: str, params: Sequence[Any]) -> PgOp[StoredEntry | None]:
+        if self._flush_due():
+            yield from self._op_flush()
+        row = yield Execute(self._sql[name], params, "one")
+        return self._overlay(None if row is None else _entry(row))
+
+    def _op_fetch(self, name: str, params: Sequence[Any] = (), fetch: str = "one") -> PgOp[Any]:
+        result = yield Execute(self._sql[name], params, fetch)  # type: ignore[arg-type]
+        return result
+
+    def _op_scalar(self, name: str, params: Sequence[Any] = ()) -> PgOp[Any]:
+        row = yield Execute(self._sql[name], params, "one")
+        return None if row is None else row[0]
+
+    def _op_page(self, name: str, after_id: int, batch: int) -> PgOp[list[Any]]:
+        rows: list[Any] = yield Execute(self._sql[name], [after_id, batch], "all", binary=True)
+        return rows
+
+    def _op_lru(self, n: int, namespace: str | None) -> PgOp[list[int]]:
+        """Run with mode "raw": touches are written first, in their own transaction."""
+        yield from self._op_flush()
+        if n <= 0:
+            return []
+        name, params = ("lru", [n]) if namespace is None else ("lru_ns", [namespace, n])
+        rows = yield from _read(self._op_fetch(name, params, "all"))
+        return [r[0] for r in rows]
+
+    def _op_by_hashes(
+        self, namespace: str, query_hashes: Sequence[str]
+    ) -> PgOp[dict[str, StoredEntry]]:
+        if not query_hashes:
+            return {}
+        params = [namespace, list(dict.fromkeys(query_hashes))]
+        rows = yield Execute(self._sql["by_hashes"], params, "all")
+        found = (self._overlay(_entry(row)) for row in rows)
+        return {e.query_hash: e for e in found if e is not None}
+
+    def _op_count(self, namespace: str | None) -> PgOp[int]:
+        if namespace is None:
+            return int((yield from self._op_scalar("count")))
+        return int((yield from self._op_scalar("count_ns", [namespace])))
+
+    def _op_namespaces(self) -> PgOp[list[str]]:
+        rows = yield Execute(self._sql["namespaces"], fetch="all")
+        return sorted(r[0] for r in rows)  # Python order, not the database collation
+
+    def _op_optional_int(self, name: str, params: Sequence[Any] = ()) -> PgOp[int | None]:
+        value = yield from self._op_scalar(name, params)
+        return None if value is None else int(value)
+
+    def _op_read_meta(self, key: str) -> PgOp[str | None]:
+        value = yield from self._op_scalar("meta_get", [key])
+        return None if value is None else str(value)
+
+    def _op_counters(self, namespace: str | None) -> PgOp[dict[str, int]]:
+        name, params = ("counters", []) if namespace is None else ("counters_ns", [namespace])
+        rows = yield Execute(self._sql[name], params, "all")
+        totals = dict.fromkeys(COUNTER_NAMES, 0)
+        for counter, value in rows:
+            totals[counter] = totals.get(counter, 0) + int(value)
+        return totals
+
+    def _op_set_quota(self, namespace: str, max_entries: int | None) -> PgOp[None]:
+        if max_entries is None:
+            yield Execute(self._sql["quota_del"], [namespace])
+        else:
+            yield Execute(self._sql["quota_set"], [namespace, max_entries])
+
+    def _op_add_counters(self, namespace: str, deltas: Mapping[str, int]) -> PgOp[None]:
+        if deltas:
+            names = list(deltas)
+            yield Execute(self._sql["counters_add"], [namespace, names, [deltas[n] for n in names]])
+
+    def _op_delete_expired(self, now: int, namespace: str | None) -> PgOp[int]:
+        if namespace is None:
+            return (yield from self._op_delete("delete_expired", [now]))
+        return (yield from self._op_delete("delete_expired_ns", [now, namespace]))
+
+    def _op_integrity(self) -> PgOp[bool]:
+        """Cheap structural check: the five tables, a valid unique Layer-1 index, a
+        numeric version counter and a complete, consistent schema_meta."""
+        row = yield Execute(self._sql["integrity"], [self.schema, self.schema], "one")
+        if row is None:
+            return False
+        tables, index_ok, counter, fingerprint, dim, version = row
+        return bool(
+            tables == 5
+            and index_ok
+            and counter is not None
+            and counter.isdigit()
+            and fingerprint
+            and dim is not None
+            and dim.isdigit()
+            and version == str(self.schema_version)
+        )
+
+    # -- operations: entries ---------------------------------------------------------
+
+    def _op_insert(self, entry: StoredEntry) -> PgOp[tuple[int, Any]]:
+        """(id, the schema's pgvector flag when this store does not write vectors yet).
+        Run with mode "raw"."""
+        from psycopg.types.json import Jsonb
+
+        metadata = None if entry.metadata is None else Jsonb(entry.metadata, dumps=metadata_json)
+        params = _values(entry, metadata)
+        vec = self._vec
+
+        def upsert() -> PgOp[tuple[tuple[int, Any], bool]]:
+            if vec is None:
+                row = yield Execute(self._sql["insert"], params, "one")
+            else:
+                side = side_vector(entry.embedding, vec.dim)
+                row = yield Execute(vec.sql["insert"], [*params, side], "one")
+            if row is None:
+                raise StoreBackendError(
+                    f"PostgresStore.insert: the version_counter row is missing from schema "
+                    f"{self.schema!r}; the schema was damaged outside mneme"
+                )
+            # The statement bumped the counter itself.
+            return (int(row[0]), row[1] if vec is None else None), False
+
+        return (yield from self._op_upsert(upsert))
+
+    @staticmethod
+    def _dedupe(entries: Sequence[StoredEntry]) -> list[StoredEntry]:
+        # One row per key (ON CONFLICT cannot touch a row twice in a statement): the
+        # later entry's values, in the position of the key's first appearance, so new
+        # ids are handed out in input order.
+        latest: dict[tuple[str, str], StoredEntry] = {}
+        for e in entries:
+            latest[(e.namespace, e.query_hash)] = e
+        return list(latest.values())
+
+    def _op_insert_many(
+        self, rows: Sequence[StoredEntry]
+    ) -> PgOp[tuple[dict[tuple[str, str], int], Any]]:
+        """Ids by key, and the pgvector flag as for ``_op_insert``. Mode "raw"."""
+        chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
+        vec = self._vec
+
+        def upsert() -> PgOp[tuple[tuple[dict[tuple[str, str], int], Any], bool]]:
+            ids: dict[tuple[str, str], int] = {}
+            flag = None
+            for chunk in chunks:  # parameters built per chunk: memory stays bounded
+                if vec is None:
+                    result = yield Execute(self._sql["insert_many"], _batch_columns(chunk), "all")
+                else:
+                    sides = side_vectors([e.embedding for e in chunk], vec.dim)
+                    result = yield Execute(
+                        vec.sql["insert_many"], [*_batch_columns(chunk), sides], "all"
+                    )
+                for row in result:
+                    ids[(row[0], row[1])] = int(row[2])
+                    if vec is None and row[3] is not None:
+                        flag = row[3]
+            return (ids, flag), False
+
+        if len(chunks) == 1:
+            return (yield from self._op_upsert(upsert))
+        # Several statements (each bumps the counter): one explicit transaction.
+        return (yield from self._op_write(upsert))
+
+    def _op_delete(self, name: str, params: Sequence[Any]) -> PgOp[int]:
+        def delete() -> PgOp[tuple[int, bool]]:
+            count: int = yield Execute(self._sql[name], params, "rowcount")
+            return count, count > 0
+
+        return (yield from self._op_write(delete))
+
+    def _op_delete_many(self, ids: Sequence[int]) -> PgOp[dict[str, int]]:
+        params = [list(dict.fromkeys(ids))]
+
+        def delete() -> PgOp[tuple[dict[str, int], bool]]:
+            rows = yield Execute(self._sql["delete_ids"], params, "all")
+            counts = {ns: int(n) for ns, n in rows}
+            return counts, bool(counts)
+
+        return (yield from self._op_write(delete))
+
+    # -- operations: pgvector ----------------------------------------------------------
+
+    def _search_params(
+        self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
+    ) -> tuple[VectorStatements, dict[str, Any], list[str]] | None:
+        """Checks and parameters of a search; None when there is nothing to search for."""
+        vec = self._vec
+        if not self._search or vec is None:
+            raise StoreBackendError(
+                "PostgresStore.search needs use_pgvector=True (or 'auto' with pgvector "
+                "available on the server)"
+            )
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if k <= 0 or query.shape != (vec.dim,) or not np.isfinite(query).all():
+            return None
+        if not np.any(query):
+            return None  # cosine is undefined for a zero vector
+        exact = self._hnsw.exact_search_max_rows
+        params = {
+            "ns": namespace,
+            "q": query,
+            "cap": exact + 1,
+            "exact": exact,
+            "now": now,
+            "k": k,
+            # Relaxed-order index scans return matches roughly, not exactly, best first:
+            # take a wider set and keep the best k of it.
+            "scan": max(k, _SCAN_AT_LEAST),
+        }
+        settings = [str(self._hnsw.ef_search)]
+        if self._iterative:
+            settings.append(str(self._hnsw.max_scan_tuples))
+        return vec, params, settings
+
+    def _op_search(
+        self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
+    ) -> PgOp[list[tuple[StoredEntry, float]]]:
+        """Run with mode "raw": one round trip on an autocommit connection."""
+        prepared = self._search_params(namespace, vector, k, now)
+        if prepared is None:
+            return []
+        vec, params, settings = prepared
+        rows = yield from run_search(vec, settings, self._iterative, params)
+        found = []
+        for row in rows:
+            entry = self._overlay(_entry(row))
+            if entry is not None:
+                found.append((entry, min(1.0, max(-1.0, float(row[11])))))
+        return found
+
+    def _op_rebuild_index(self) -> PgOp[None]:
+        """Run with mode "raw"."""
+        from psycopg import sql
+
+        if self._vec is None:
+            raise StoreBackendError(
+                f"schema {self.schema!r} has no pgvector index; open with use_pgvector=True"
+            )
+        index = self._vec.index_ident()
+        started = time.monotonic()
+        conn = yield GetConnection()
+        if conn.autocommit:
+            yield Execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(index))
+        else:
+            _log.warning(
+                "schema %r: rebuilding the HNSW index inside a transaction; writers "
+                "wait until it is done",
+                self.schema,
+            )
+            yield Atomic(_execute(sql.SQL("REINDEX INDEX {}").format(index), None))
+        _log.info(
+            "schema %r: HNSW index rebuilt in %.1f s", self.schema, time.monotonic() - started
+        )
+
+    # -- checkpoints --------------------------------------------------------------
+
+    def snapshot_to(self, dest_path: str) -> None:
+        raise CheckpointError(
+            "PostgresStore does not snapshot itself; back the schema up with "
+            f"pg_dump --schema={self.schema} (and restore it with pg_restore or psql)"
+        )
+
+    @classmethod
+    def restore_from(cls, source_path: str, dest_path: str) -> None:
+        raise CheckpointError(
+            "PostgresStore does not restore snapshots; restore a pg_dump of the schema "
+            "with pg_restore (or psql for a plain-format dump)"
+        )
+
+
+def _nothing() -> PgOp[tuple[None, bool]]:
+    return None, False
+    yield  # a generator that yields nothing
+
+
+def _read(body: PgOp[_T]) -> PgOp[_T]:
+    """A read inside a "raw" operation: in a transaction only when the connection is
+    not autocommit, so a caller's connection is never left inside one."""
+    conn = yield GetConnection()
+    if conn.autocommit:
+        return (yield from body)
+    result: _T = yield Atomic(body)
+    return result
+
+
+def _execute(query: Any, params: Any) -> PgOp[None]:
+    yield Execute(query, params)
+
+
+def _fetch_type(name: str) -> PgOp[Any]:
+    info = yield FetchTypeInfo(name)
+    return info

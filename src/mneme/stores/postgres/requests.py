@@ -1,0 +1,78 @@
+"""The database requests a Postgres store operation yields.
+
+Every operation of ``PgCore`` is written once, as a generator of these requests; each
+store has a driver (``_drive`` in ``store`` and ``async_store``) that performs them on
+its psycopg connection, with calls in one and awaits in the other.
+
+A request is sent into the connection and its result (rows, a row, a row count, the
+connection itself) is sent back into the generator; a psycopg error is thrown into the
+generator at the ``yield`` so an operation can handle it (retry, clean up) or let it
+propagate to the store, which wraps it in ``StoreBackendError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+__all__ = [
+    "Atomic",
+    "Execute",
+    "FetchTypeInfo",
+    "GetConnection",
+    "PgOp",
+    "Pipelined",
+    "Request",
+    "Sleep",
+]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Execute:
+    """Run one statement; send back according to ``fetch``."""
+
+    query: Any
+    params: Any = None
+    fetch: Literal["none", "one", "all", "rowcount"] = "none"
+    binary: bool = False
+    prepare: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Atomic:
+    """Run ``body`` inside ``conn.transaction()`` (a savepoint when one is open)."""
+
+    body: Generator[Any, Any, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Pipelined:
+    """Send ``statements`` in pipeline mode (one network round trip); send back the
+    rows of the statement at ``rows_of``."""
+
+    statements: Sequence[Execute]
+    rows_of: int
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class GetConnection:
+    """Send back the connection itself, to read ``autocommit`` or ``info``."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchTypeInfo:
+    """Send back ``psycopg.types.TypeInfo.fetch(conn, name)``."""
+
+    name: str
+
+
+Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo
+PgOp = Generator[Request, Any, _T]

@@ -1,0 +1,309 @@
+"""Giving a PostgresStore schema its pgvector side table, on a fresh or a filled schema.
+
+The order is what keeps a fleet of mixed processes consistent: first the side table and
+the ``vector_index`` flag, in one short transaction holding a lock on ``entries`` that
+lets writes in flight finish first and holds new ones back; from then on every opener,
+and every store that was already open at its next write, keeps the side table written.
+Then the existing entries are copied over in batches, the HNSW index is built without
+blocking writers, and a last pass adds side rows for entries that still lack one. An
+advisory lock keeps two processes from upgrading at once; the second waits, polling,
+and then finds the work done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+from mneme._errors import StoreBackendError
+from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
+from mneme.stores.postgres.vector import (
+    META_DIM,
+    META_INDEX,
+    HnswOptions,
+    VectorStatements,
+    index_state,
+    side_vectors,
+)
+
+__all__ = ["PgvectorUnavailableError", "VectorSchemaState", "ensure_extension", "read_state"]
+
+_log = logging.getLogger("mneme.postgres")
+
+_BACKFILL_BATCH = 5_000
+_LOCK_POLL_S = 0.5
+# pgvector's HNSW build needs about 2.4 kB per row at 384 dimensions to stay in memory.
+_BUILD_BYTES_PER_DIM = 2_400 / 384
+_BUILD_MEMORY_MAX_KB = 1024 * 1024
+
+
+class PgvectorUnavailableError(StoreBackendError):
+    """pgvector cannot be used on this server or by this role."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorSchemaState:
+    """What a schema says about pgvector, read in one query at open."""
+
+    extversion: str | None
+    available: str | None
+    flag_index: str | None
+    flag_dim: int | None
+    index_valid: bool | None
+    server_version: str
+
+
+def read_state(schema: str) -> PgOp[VectorSchemaState]:
+    from psycopg import sql
+
+    row = yield Execute(
+        sql.SQL(
+            "SELECT (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'), "
+            "(SELECT default_version FROM pg_catalog.pg_available_extensions "
+            "WHERE name = 'vector'), "
+            "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
+            "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
+            "current_setting('server_version')"
+        ).format(schema=sql.Identifier(schema)),
+        [META_INDEX, META_DIM],
+        "one",
+    )
+    assert row is not None
+    valid = (yield from index_state(schema)) if row[2] is not None else None
+    return VectorSchemaState(
+        extversion=row[0],
+        available=row[1],
+        flag_index=row[2],
+        flag_dim=None if row[3] is None else int(row[3]),
+        index_valid=valid,
+        server_version=str(row[4]),
+    )
+
+
+def _fix_hint(server_version: str) -> str:
+    major = server_version.split(".")[0].split()[0]
+    return (
+        f"install the pgvector package for PostgreSQL {major} on the database server "
+        f"(e.g. postgresql-{major}-pgvector, or build it from github.com/pgvector/pgvector), "
+        "run CREATE EXTENSION vector; once in this database as a superuser or the database "
+        "owner, or open the store with use_pgvector='auto' or False to search in process"
+    )
+
+
+def _create_extension() -> PgOp[None]:
+    yield Execute("CREATE EXTENSION IF NOT EXISTS vector")
+
+
+def _installed_version() -> PgOp[str | None]:
+    row = yield Execute(
+        "SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'vector'", fetch="one"
+    )
+    return None if row is None else str(row[0])
+
+
+def ensure_extension(state: VectorSchemaState) -> PgOp[str]:
+    """The installed pgvector version, creating the extension when the role may."""
+    import psycopg
+
+    if state.extversion is not None:
+        return state.extversion
+    if state.available is None:
+        raise PgvectorUnavailableError(
+            "PostgresStore(use_pgvector=True): the pgvector extension is not available on "
+            f"this PostgreSQL {state.server_version} server; to fix it, "
+            + _fix_hint(state.server_version)
+        )
+    try:
+        yield Atomic(_create_extension())
+    except psycopg.Error as exc:
+        conn = yield GetConnection()
+        raise PgvectorUnavailableError(
+            "PostgresStore(use_pgvector=True): pgvector is installed on the server but the "
+            "extension is not created in this database, and role "
+            f"{conn.info.user!r} could not create it ({str(exc).strip()}); to fix it, "
+            + _fix_hint(state.server_version)
+        ) from exc
+    found = yield Atomic(_installed_version())
+    return found or state.available
+
+
+def _lock_key(schema: str) -> int:
+    digest = hashlib.blake2b(f"mneme:{schema}:pgvector".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _scalar(query: str, params: list[object]) -> PgOp[object]:
+    row = yield Execute(query, params, "one")
+    return None if row is None else row[0]
+
+
+def _take_lock(schema: str) -> PgOp[None]:
+    # Polled: a session blocked in pg_advisory_lock holds a snapshot, which a concurrent
+    # CREATE INDEX CONCURRENTLY in the lock holder would wait for forever.
+    key = _lock_key(schema)
+    waited = False
+    while not (yield Atomic(_scalar("SELECT pg_try_advisory_lock(%s)", [key]))):
+        if not waited:
+            _log.info("schema %r: waiting for another process's pgvector upgrade", schema)
+            waited = True
+        yield Sleep(_LOCK_POLL_S)
+
+
+def upgrade(
+    schema: str, stmts: VectorStatements, options: HnswOptions, *, owned_connection: bool
+) -> PgOp[None]:
+    """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index."""
+    yield from _take_lock(schema)
+    try:
+        state: VectorSchemaState = yield Atomic(read_state(schema))
+        if state.flag_index is not None and state.index_valid:
+            return  # another process finished it while we waited
+        total: int = yield Atomic(_create_table(schema, stmts, options, state))
+        if (yield Atomic(index_state(schema))) is not True:
+            if total:
+                _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
+            yield from _backfill(schema, stmts, total, "backfilled")
+            yield from _build_index(schema, stmts, options, total, owned_connection)
+        yield from _backfill(schema, stmts, total, "caught up")
+        # Planner statistics for the new table: without them it guesses namespace
+        # sizes badly and can route a large namespace past the index.
+        yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
+    finally:
+        yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+
+
+def _create_table(
+    schema: str, stmts: VectorStatements, options: HnswOptions, state: VectorSchemaState
+) -> PgOp[int]:
+    """Side table and flag in one transaction; on an empty table the index too.
+    Returns how many entries there were."""
+    from psycopg import sql
+
+    meta = sql.SQL(
+        "INSERT INTO {}.schema_meta (key, value) VALUES (%s, %s) "
+        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+    ).format(sql.Identifier(schema))
+    # The lock CREATE TABLE ... REFERENCES takes anyway, taken first and explicitly: it
+    # waits for writes in flight and holds new ones back until the flag is committed, so
+    # every later write statement sees the flag. (Not the version-counter row: writers
+    # take that and the entries lock in either order, so holding it here could deadlock.)
+    yield Execute(
+        sql.SQL("LOCK TABLE {}.entries IN SHARE ROW EXCLUSIVE MODE").format(sql.Identifier(schema))
+    )
+    yield Execute(stmts.table)
+    if state.flag_index is None:
+        yield Execute(meta, [META_DIM, str(stmts.dim)])
+        yield Execute(meta, [META_INDEX, stmts.kind])
+    row = yield Execute(stmts.sql["count_entries"], fetch="one")
+    total = int(row[0]) if row else 0
+    if total == 0 and (yield from index_state(schema)) is None:
+        yield Execute(stmts.create_index(options, concurrently=False))
+    return total
+
+
+def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> PgOp[int]:
+    """Side rows for every entry that has none, in id order, a batch per transaction."""
+    import psycopg
+
+    done, after = 0, 0
+    while True:
+        rows = yield Atomic(_rows(stmts.sql["missing"], [after, _BACKFILL_BATCH]))
+        if not rows:
+            break
+        vectors = side_vectors([bytes(r[4]) for r in rows], stmts.dim)
+        params = [
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+            [None if r[3] is None else r[2] + r[3] for r in rows],
+            vectors,
+        ]
+        for attempt in range(3):
+            try:
+                yield Atomic(_rows(stmts.sql["side_fill"], params, fetch="none"))
+                break
+            except psycopg.errors.ForeignKeyViolation:
+                # An entry was deleted between the join and the key check: try again.
+                if attempt == 2:
+                    raise
+        done += len(rows)
+        after = rows[-1][0]
+        _log.info("schema %r: pgvector %s %d / %d entries", schema, verb, done, max(total, done))
+    return done
+
+
+def _rows(query: object, params: object, fetch: str = "all") -> PgOp[object]:
+    result = yield Execute(query, params, fetch, binary=True)  # type: ignore[arg-type]
+    return result
+
+
+def _build_memory_kb(rows: int, dim: int, halfvec: bool) -> int:
+    per_row = _BUILD_BYTES_PER_DIM * dim * (0.5 if halfvec else 1.0)
+    return int(min(max(rows * per_row * 1.25 / 1024, 64 * 1024), _BUILD_MEMORY_MAX_KB))
+
+
+def _build_index(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    rows: int,
+    owned_connection: bool,
+) -> PgOp[None]:
+    from psycopg import sql
+
+    index = stmts.index_ident()
+    want_kb = _build_memory_kb(rows, stmts.dim, stmts.kind == "hnsw_halfvec")
+    have = yield Atomic(
+        _scalar(
+            "SELECT setting::bigint FROM pg_catalog.pg_settings "
+            "WHERE name = 'maintenance_work_mem'",
+            [],
+        )
+    )
+    have_kb = int(have) if isinstance(have, int) else 0
+    started = time.monotonic()
+    _log.info("schema %r: building the HNSW index over %d entries", schema, rows)
+    conn = yield GetConnection()
+    if conn.autocommit:
+        if (yield from index_state(schema)) is False:  # left by a failed concurrent build
+            yield Execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
+        raise_memory = owned_connection and want_kb > have_kb
+        if raise_memory:
+            yield Execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
+        elif want_kb > have_kb:
+            _log.info(
+                "schema %r: maintenance_work_mem is %d kB; about %d kB would keep the HNSW "
+                "build in memory (the store does not change settings of a connection it "
+                "does not own)",
+                schema,
+                have_kb,
+                want_kb,
+            )
+        try:
+            yield Execute(stmts.create_index(options, concurrently=True))
+        finally:
+            if raise_memory:
+                yield Execute("RESET maintenance_work_mem")
+    else:
+        # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
+        _log.warning(
+            "schema %r: the connection is not in autocommit mode, so the HNSW index is built "
+            "inside a transaction and writers wait until it is done; open the store once "
+            "with a dsn= (or an autocommit connection) to build it without blocking",
+            schema,
+        )
+        yield Atomic(_build_in_transaction(schema, stmts, options, want_kb, have_kb))
+    _log.info("schema %r: HNSW index built in %.1f s", schema, time.monotonic() - started)
+
+
+def _build_in_transaction(
+    schema: str, stmts: VectorStatements, options: HnswOptions, want_kb: int, have_kb: int
+) -> PgOp[None]:
+    from psycopg import sql
+
+    if (yield from index_state(schema)) is False:
+        yield Execute(sql.SQL("DROP INDEX IF EXISTS {}").format(stmts.index_ident()))
+    if want_kb > have_kb:
+        yield Execute("SELECT set_config('maintenance_work_mem', %s, true)", [f"{want_kb}kB"])
+    yield Execute(stmts.create_index(options, concurrently=False))

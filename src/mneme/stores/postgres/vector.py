@@ -1,0 +1,299 @@
+"""pgvector acceleration for PostgresStore: options, the side table's SQL, and search.
+
+The vectors live in ``{schema}.entry_vectors`` (id, namespace, expires_at, embedding),
+one row per entry, written in the same statement as the entry and deleted with it by
+the foreign key. Search routes by namespace size inside one statement: namespaces of at
+most ``exact_search_max_rows`` rows are scanned exactly, larger ones walk the HNSW index
+with iterative scans, so a small namespace in a large table keeps its recall.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mneme._errors import StoreBackendError
+from mneme.stores.postgres.requests import Execute, GetConnection, PgOp, Pipelined
+from mneme.stores.postgres.statements import COLUMNS, compose
+
+if TYPE_CHECKING:
+    from psycopg.sql import Composable, Composed
+
+__all__ = [
+    "HALFVEC_DIM_LIMIT",
+    "INDEX_NAME",
+    "META_DIM",
+    "META_INDEX",
+    "VECTOR_DIM_LIMIT",
+    "HnswOptions",
+    "VectorStatements",
+    "check_dim",
+    "index_kind",
+    "parse_version",
+    "side_vector",
+    "side_vectors",
+    "sql_file",
+]
+
+VECTOR_DIM_LIMIT = 2_000
+HALFVEC_DIM_LIMIT = 4_000
+ITERATIVE_SCANS_SINCE = (0, 8, 0)
+INDEX_NAME = "idx_entry_vectors_hnsw"
+META_DIM = "vector_dim"
+META_INDEX = "vector_index"
+
+
+@dataclass(frozen=True, slots=True)
+class HnswOptions:
+    """Build and search settings of the HNSW path (constructor options)."""
+
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int = 100
+    max_scan_tuples: int = 20_000
+    exact_search_max_rows: int = 2_000
+
+    def __post_init__(self) -> None:
+        # pgvector's own bounds, checked here so a typo fails at construction.
+        bounds = {
+            "hnsw_m": (self.m, 2, 100),
+            "hnsw_ef_construction": (self.ef_construction, 4, 1000),
+            "ef_search": (self.ef_search, 1, 1000),
+            "max_scan_tuples": (self.max_scan_tuples, 1, 2**31 - 1),
+            "exact_search_max_rows": (self.exact_search_max_rows, 0, 2**31 - 2),
+        }
+        for name, (value, low, high) in bounds.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        if self.ef_construction < 2 * self.m:
+            raise ValueError(
+                f"hnsw_ef_construction ({self.ef_construction}) must be at least twice "
+                f"hnsw_m ({self.m})"
+            )
+
+
+def check_dim(dim: int) -> None:
+    """Refuse dimensions pgvector's HNSW index cannot hold."""
+    if not 1 <= dim <= HALFVEC_DIM_LIMIT:
+        raise StoreBackendError(
+            f"PostgresStore(use_pgvector=True) cannot index {dim}-dimensional embeddings: "
+            f"pgvector's HNSW index holds at most {VECTOR_DIM_LIMIT:,} dimensions as vector "
+            f"and {HALFVEC_DIM_LIMIT:,} as halfvec; use use_pgvector=False (the cache then "
+            "searches in process) or an embedder with fewer dimensions"
+        )
+
+
+def index_kind(dim: int) -> str:
+    """'hnsw' (vector) up to 2,000 dimensions, 'hnsw_halfvec' up to 4,000."""
+    check_dim(dim)
+    return "hnsw" if dim <= VECTOR_DIM_LIMIT else "hnsw_halfvec"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """'0.8.1' -> (0, 8, 1); unparsable parts count as 0."""
+    parts = []
+    for piece in text.split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def sql_file(name: str) -> str:
+    return (
+        resources.files("mneme.stores.postgres")
+        .joinpath("sql", "pgvector", name)
+        .read_text("utf-8")
+    )
+
+
+def side_vector(embedding: bytes, dim: int) -> npt.NDArray[np.float32] | None:
+    """The side-table value of a stored embedding: unit length, or None when the
+    embedding has another size, is zero, or is not finite (cosine is undefined)."""
+    if len(embedding) != 4 * dim:
+        return None
+    raw = np.frombuffer(embedding, dtype="<f4").astype(np.float64)
+    norm = float(np.linalg.norm(raw)) if np.isfinite(raw).all() else math.nan
+    if not math.isfinite(norm) or norm == 0.0:
+        return None
+    unit = (raw / norm).astype(np.float32)
+    return unit if np.any(unit) else None
+
+
+def side_vectors(embeddings: Sequence[bytes], dim: int) -> list[npt.NDArray[np.float32] | None]:
+    """``side_vector`` for a batch, vectorised when every embedding has the right size."""
+    if not embeddings or any(len(e) != 4 * dim for e in embeddings):
+        return [side_vector(e, dim) for e in embeddings]
+    raw = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(-1, dim).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        norms = np.linalg.norm(raw, axis=1)
+        unit = (raw / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
+    good = np.isfinite(norms) & (norms > 0) & np.isfinite(raw).all(axis=1) & unit.any(axis=1)
+    return [unit[i] if ok else None for i, ok in enumerate(good)]
+
+
+_SIDE_STATEMENTS = {
+    "insert": "WITH {bump}, e AS ({entry_insert} RETURNING id, namespace, created_at, ttl) "
+    "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "SELECT id, namespace, created_at + ttl, %b::vector FROM e {side_upsert} RETURNING id",
+    "insert_many": "WITH {bump}, {batch_rows}, "
+    "e AS ({batch_insert} RETURNING namespace, query_hash, id, created_at, ttl), "
+    "v AS (INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
+    "JOIN rows r USING (namespace, query_hash) {side_upsert}) "
+    "SELECT namespace, query_hash, id FROM e",
+    # Side rows computed in Python (upgrade, catch-up); only for entries that still
+    # exist, since the foreign key would refuse the whole batch.
+    "side_upsert": "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "SELECT u.id, u.namespace, u.expires_at, u.embedding "
+    "FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %b::vector[]) "
+    "AS u(id, namespace, expires_at, embedding) JOIN {schema}.entries e ON e.id = u.id "
+    "{side_upsert}",
+    "side_fill": "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "SELECT u.id, u.namespace, u.expires_at, u.embedding "
+    "FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %b::vector[]) "
+    "AS u(id, namespace, expires_at, embedding) JOIN {schema}.entries e ON e.id = u.id "
+    "ON CONFLICT (id) DO NOTHING",
+    "missing": "SELECT e.id, e.namespace, e.created_at, e.ttl, e.embedding "
+    "FROM {schema}.entries e WHERE e.id > %s AND NOT EXISTS "
+    "(SELECT 1 FROM {schema}.entry_vectors v WHERE v.id = e.id) ORDER BY e.id LIMIT %s",
+    "count_entries": "SELECT count(*) FROM {schema}.entries",
+    "analyze": "ANALYZE {schema}.entry_vectors",
+    # One statement, one branch executed: the uncorrelated size test becomes a one-time
+    # filter. n counts the namespace only up to the routing threshold; a (large
+    # namespace) is a bare ORDER BY distance LIMIT k, which the HNSW index answers
+    # ("|| ''" keeps the planner from sorting the namespace's btree rows instead); x
+    # (small namespace) is exact, "+ 0" keeping the planner off the index. MATERIALIZED
+    # and the outer ORDER BY restore best-first order after the relaxed index scan.
+    "search": "WITH n AS MATERIALIZED (SELECT count(*) AS c FROM (SELECT 1 FROM "
+    "{schema}.entry_vectors WHERE namespace = %(ns)s LIMIT %(cap)s) t), "
+    "a AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
+    "WHERE namespace || '' = %(ns)s AND (SELECT c FROM n) > %(exact)s AND embedding IS NOT NULL "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s), "
+    "x AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
+    "WHERE namespace = %(ns)s AND (SELECT c FROM n) <= %(exact)s AND embedding IS NOT NULL "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) "
+    "ORDER BY (embedding <=> %(q)b) + 0 LIMIT %(k)s) "
+    "SELECT {entry_columns}, 1 - u.d FROM (SELECT id, d FROM a UNION ALL "
+    "SELECT id, d FROM x) u JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id "
+    "LIMIT %(k)s",
+    # Before pgvector 0.8.0 there are no iterative scans and no hnsw.max_scan_tuples.
+    # enable_seqscan off: for a large namespace a seq scan + sort is never what we want,
+    # but the planner picks it on small tables once the scan LIMIT is above a few rows.
+    "settings": "SELECT set_config('hnsw.ef_search', %s, true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('enable_seqscan', 'off', true)",
+    "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, true), "
+    "set_config('plan_cache_mode', 'force_custom_plan', true), "
+    "set_config('enable_seqscan', 'off', true), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
+    "set_config('hnsw.max_scan_tuples', %s, true)",
+}
+
+
+class VectorStatements:
+    """The side-table statements for one schema and dimension, composed once."""
+
+    def __init__(self, schema: str, dim: int, kind: str) -> None:
+        from psycopg import sql
+
+        self.dim = dim
+        self.kind = kind
+        self._ident = sql.Identifier(schema)
+        halfvec = sql.SQL("halfvec({})").format(sql.Literal(dim))
+        if kind == "hnsw":
+            approx: Composable = sql.SQL("embedding <=> %(q)b")
+            self._indexed: Composable = sql.SQL("embedding vector_cosine_ops")
+        else:
+            # The same expression as the index, so the planner can use it.
+            approx = sql.SQL("embedding::{h} <=> %(q)b::{h}").format(h=halfvec)
+            self._indexed = sql.SQL("(embedding::{h}) halfvec_cosine_ops").format(h=halfvec)
+        extra: dict[str, Composable] = {
+            "batch_extra_type": sql.SQL(", %b::vector[]"),
+            "batch_extra_col": sql.SQL(", vec"),
+            "side_upsert": sql.SQL(
+                "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, "
+                "expires_at = EXCLUDED.expires_at, embedding = EXCLUDED.embedding"
+            ),
+            "approx": approx,
+            "entry_columns": sql.SQL(", ").join(
+                sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")
+            ),
+        }
+        # Vectors always go as binary (%b): the text form costs ~40x more to build.
+        self.sql = {name: compose(text, schema, **extra) for name, text in _SIDE_STATEMENTS.items()}
+        self.table = compose(sql_file("entry_vectors.sql"), schema, dim=sql.Literal(dim))
+
+    def create_index(self, options: HnswOptions, *, concurrently: bool) -> Composed:
+        from psycopg import sql
+
+        return sql.SQL(sql_file("hnsw_index.sql")).format(
+            schema=self._ident,
+            concurrently=sql.SQL("CONCURRENTLY" if concurrently else ""),
+            indexed=self._indexed,
+            m=sql.Literal(options.m),
+            ef_construction=sql.Literal(options.ef_construction),
+        )
+
+    def index_ident(self) -> Composed:
+        from psycopg import sql
+
+        return sql.SQL("{}.{}").format(self._ident, sql.Identifier(INDEX_NAME))
+
+
+def index_state(schema: str) -> PgOp[bool | None]:
+    """True: the HNSW index exists and is valid; False: it exists but is invalid (a
+    failed concurrent build); None: it does not exist."""
+    row = yield Execute(
+        "SELECT i.indisvalid FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s",
+        [schema, INDEX_NAME],
+        "one",
+    )
+    return None if row is None else bool(row[0])
+
+
+def run_search(
+    stmts: VectorStatements,
+    settings: Sequence[Any],
+    iterative: bool,
+    params: dict[str, Any],
+) -> PgOp[list[Any]]:
+    """The search in one round trip: transaction, per-transaction settings (SET LOCAL
+    semantics via set_config), the routed query, end of transaction — pipelined, so
+    libpq sends them together and waits once. Inside a caller's transaction a savepoint
+    rolled back afterwards undoes the settings."""
+    import psycopg
+    from psycopg import pq
+
+    conn = yield GetConnection()
+    nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
+    begin = "SAVEPOINT mneme_search" if nested else ("BEGIN" if conn.autocommit else None)
+    end = ["ROLLBACK TO SAVEPOINT mneme_search", "RELEASE SAVEPOINT mneme_search"]
+    if not nested:
+        end = ["COMMIT"]
+    settings_sql = stmts.sql["settings_iterative" if iterative else "settings"]
+    statements = [Execute(begin, prepare=False)] if begin is not None else []
+    statements.append(Execute(settings_sql, settings, prepare=False))
+    statements.append(Execute(stmts.sql["search"], params, binary=True, prepare=False))
+    search_at = len(statements) - 1
+    statements.extend(Execute(statement, prepare=False) for statement in end)
+    try:
+        rows: list[Any] = yield Pipelined(statements, search_at)
+        return rows
+    except psycopg.Error:
+        status = conn.info.transaction_status
+        if status in (pq.TransactionStatus.INERROR, pq.TransactionStatus.INTRANS):
+            if nested:
+                for statement in end:
+                    yield Execute(statement)
+            else:
+                yield Execute("ROLLBACK")
+        raise
