@@ -40,6 +40,13 @@ def summary(seconds: Sequence[float]) -> dict[str, float]:
     }
 
 
+def share(got: Sequence[Any], want: Sequence[Any]) -> float | None:
+    """Fraction of positions where ``got`` equals ``want`` (recall@1); None if empty."""
+    if not want:
+        return None
+    return round(sum(g == w for g, w in zip(got, want, strict=True)) / len(want), 4)
+
+
 def time_calls(
     fn: Callable[[Any], Any], args: Sequence[Any], warmup: int
 ) -> tuple[list[float], list[Any]]:
@@ -121,16 +128,30 @@ def child_open(spec: dict[str, Any], timeout: float = 3_600.0) -> dict[str, Any]
     return result
 
 
+def pg_option(name: str) -> Any:
+    """The default of a ``PostgresStore`` constructor option; KeyError when the store
+    has no such option (the suite runs against older and newer stores)."""
+    import inspect
+
+    from mneme.stores.postgres.store import PostgresStore
+
+    return inspect.signature(PostgresStore).parameters[name].default
+
+
 def make_store(spec: dict[str, Any], pool: Any = None) -> Any:
-    """The store a spec describes: {"kind": "sqlite"|"bytea"|"pgvector", ...}."""
+    """The store a spec describes: {"kind": "sqlite"|"bytea"|"pgvector", ...}. Options
+    the installed ``PostgresStore`` does not take are left out."""
     kind = spec["kind"]
     if kind == "sqlite":
         from mneme.stores.sqlite import SQLiteStore
 
         return SQLiteStore(spec["path"])
+    import inspect
+
     from mneme.stores.postgres.store import PostgresStore
 
-    options: dict[str, Any] = dict(spec.get("options", {}))
+    known = inspect.signature(PostgresStore).parameters
+    options: dict[str, Any] = {k: v for k, v in spec.get("options", {}).items() if k in known}
     if kind == "pgvector":
         options["use_pgvector"] = True
     if pool is not None:

@@ -6,17 +6,23 @@ import json
 from pathlib import Path
 from typing import Any
 
+import _plots
+import _targets
+
 STORE_LABELS = {
     "sqlite": "SQLite + NumPy",
     "bytea": "Postgres BYTEA + NumPy",
     "pgvector": "Postgres pgvector",
 }
-PLOT_DIM = 384
-COLOURS = ("tab:blue", "tab:orange", "tab:green")
+CLASSES = ("large", "medium", "small", "tiny")
 
 
 def _available(row: dict[str, Any] | None) -> bool:
     return bool(row) and row.get("available", True) and "lookups" in row  # type: ignore[union-attr]
+
+
+def _label(case: dict[str, Any]) -> str:
+    return str(case.get("label") or f"{case['n']:,} x {case['dim']}")
 
 
 def _lat(row: dict[str, Any], kind: str, stat: str) -> str:
@@ -24,35 +30,85 @@ def _lat(row: dict[str, Any], kind: str, stat: str) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
+def _ms(s: dict[str, Any] | None, stat: str = "p50") -> str:
+    value = None if not s else s.get(stat)
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _pair(s: dict[str, Any] | None) -> str:
+    return "-" if not s or not s.get("count") else f"{_ms(s)} / {_ms(s, 'p99')}"
+
+
 def _mb(n: int | None) -> str:
     return "-" if n is None else f"{n / 2**20:,.0f}"
 
 
-def markdown(result: dict[str, Any]) -> str:
+def _rate(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _load_cell(store: str, row: dict[str, Any]) -> str:
+    load = row.get("load") or {}
+    rate = load.get("rows_per_s")
+    if store != "pgvector":
+        return f"{rate:,.0f}" if rate else "-"
+    build = row.get("index_build_s")
+    cell = f"{rate:,.0f}" if rate else ""
+    if rate and load.get("capped"):
+        cell += f" ({load['rows'] // 1000:,}k rows)"
+    if build is not None:
+        cell += f"{'; ' if cell else ''}graphs {build:.1f} s"
+    return cell or "-"
+
+
+def targets_markdown(result: dict[str, Any]) -> str:
+    lines = ["| target | status | figure | case |", "|---|---|---|---|"]
+    for t in _targets.evaluate(result):
+        status = {"met": "met", "missed": "**missed**"}.get(t["status"], t["status"])
+        lines.append(f"| {t['target']} | {status} | {t['figure']} | {t['case']} |")
+    return "\n".join(lines)
+
+
+def _head(result: dict[str, Any]) -> list[str]:
     mach, srv = result["machine"], result.get("server", {})
     lines = [
         f"# mneme benchmark — {result['started'][:10]}, {result['mode']} run",
         "",
         f"Command: `{result['command']}`  ",
+        f"mneme: {result.get('mneme', {}).get('git', '?')}  ",
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory_gib']} GiB, "
         f"Python {mach['python']}, NumPy {mach['numpy']}  ",
         f"Server: PostgreSQL {srv.get('server_version')} + pgvector {srv.get('pgvector')}, "
         f"{srv.get('where')}, shared_buffers {srv.get('shared_buffers')}  ",
         f"Workload seed {result['seed']}; per kind {result['plan']['queries']} timed queries after "
         f"{result['plan']['warmup']} warm-up; elapsed {result.get('elapsed_s', 0):.0f} s.",
+    ]
+    notes = result.get("budget_notes") or []
+    if notes:
+        lines += ["", "Cuts made to fit the time budget:", "", *[f"* {n}" for n in notes]]
+    return lines
+
+
+def _main_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Lookups",
         "",
         "Latencies in ms (p50 / p99) through `SemanticCache.get` with an explicit embedding. "
         "*hit*: paraphrase of a stored entry; *miss*: unrelated query; *topic*: new question "
         "on a stored topic (a miss, the hard case for approximate search). recall@1: the "
-        "paraphrase hit returned the exact nearest neighbour (NumPy over the namespace).",
+        "paraphrase hit returned the exact nearest neighbour (NumPy over the namespace). "
+        "*load rows/s*: `put_many` batches of 10,000; for pgvector into a fresh schema, then "
+        "the time until every graph was built (in-place upgrade from BYTEA, or "
+        "`build_vector_indexes()` after a direct load).",
         "",
-        "| N x dim | store | load rows/s | open p50 ms | RSS MB | exact | hit | miss | topic "
+        "| case | store | load rows/s | open p50 ms | RSS MB | exact | hit | miss | topic "
         "| recall@1 | size MB |",
         "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     notes: list[str] = []
     for case in result["cases"]:
-        label = f"{case['n']:,} x {case['dim']}"
+        label = _label(case)
         for store, row in case["stores"].items():
             name = STORE_LABELS[store]
             if not _available(row):
@@ -60,198 +116,234 @@ def markdown(result: dict[str, Any]) -> str:
                 lines.append(f"| {label} | {name} | not available | | | | | | | | |")
                 notes.append(f"{label} {name}: {why}")
                 continue
-            load = row.get("load", {}).get("rows_per_s")
-            load_s = f"{load:,.0f}" if load else f"index build {row.get('index_build_s', 0):.1f} s"
             lk = row["lookups"]
             size = row.get("size", {}).get("total_bytes")
             lines.append(
-                f"| {label} | {name} | {load_s} | {row['open_ms']['p50']:.1f} "
+                f"| {label} | {name} | {_load_cell(store, row)} | {row['open_ms']['p50']:.1f} "
                 f"| {row['rss_mb']:.0f} "
                 f"| {_lat(row, 'exact', 'p50')} / {_lat(row, 'exact', 'p99')} "
                 f"| {_lat(row, 'near', 'p50')} / {_lat(row, 'near', 'p99')} "
                 f"| {_lat(row, 'miss', 'p50')} / {_lat(row, 'miss', 'p99')} "
                 f"| {_lat(row, 'topic', 'p50')} / {_lat(row, 'topic', 'p99')} "
-                f"| {lk['near'].get('recall_at_1', 0):.3f} | {_mb(size)} |"
+                f"| {_rate(lk['near'].get('recall_at_1'))} | {_mb(size)} |"
             )
-    lines += [
-        "",
-        "Namespace sizes per case (pgvector searches namespaces of at most 2,000 rows "
-        "exactly, larger ones with the HNSW index):",
-        "",
-    ]
-    for case in result["cases"]:
-        ns = case.get("namespaces")
-        if ns:
-            lines.append(
-                f"* {case['n']:,} x {case['dim']}: largest {ns['rows_largest']:,} rows, "
-                f"smallest {ns['rows_smallest']:,}; {ns['over_2000_rows']} of 50 namespaces "
-                f"over 2,000 rows, receiving {ns['query_share_over']:.0%} of the queries"
-            )
+        for note in case.get("notes", []):
+            notes.append(f"{label}: {note}")
     if notes:
         lines += ["", *[f"* {n}" for n in notes]]
+    return lines
 
-    lines += [
+
+def _class_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## By namespace size class",
+        "",
+        "Paraphrase queries drawn per class (each class its own sample, so small classes are "
+        "measured as well as large ones). Classes at 1M rows: *large* > 50k rows, *medium* "
+        "5k-50k, *small* from the exact-scan threshold to 5k, *tiny* at most the threshold "
+        "(searched exactly); the 50k and 5k bounds scale with N. Cells: recall@1 · p50 / "
+        "p99 ms through `SemanticCache.get`.",
+        "",
+        "| case | class | namespaces | rows per namespace | share of queries | SQLite + NumPy "
+        "| BYTEA + NumPy | pgvector |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        for cls, info in (case.get("classes") or {}).items():
+            cells = []
+            for store in STORE_LABELS:
+                row = case["stores"].get(store)
+                r = (row or {}).get("classes", {}).get(cls) if _available(row) else None
+                cells.append(
+                    "-"
+                    if not r
+                    else f"{_rate(r.get('recall_at_1'))} · {_pair(r.get('latency_ms'))}"
+                )
+            lines.append(
+                f"| {_label(case)} | {cls} | {info['namespaces']:,} "
+                f"| {info['rows_min']:,}-{info['rows_max']:,} | {info['query_share']:.0%} "
+                f"| " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _writes_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Writes",
+        "",
+        "Single `SemanticCache.put` of a new entry into the loaded store, every index live, "
+        "p50 / p99 ms: *by size* spreads the puts over namespaces in proportion to their "
+        "size, the class columns round-robin over that class's namespaces. *put_many*: rows/s "
+        "of the load (pgvector: into a fresh schema, graphs built afterwards).",
+        "",
+        "| case | store | put_many rows/s | put by size | large | medium | small | tiny |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        for store, row in case["stores"].items():
+            puts = row.get("puts")
+            if not _available(row) or not puts:
+                continue
+            cells = [_pair(puts.get(c)) for c in ("mixed", *CLASSES)]
+            rate = (row.get("load") or {}).get("rows_per_s")
+            lines.append(
+                f"| {_label(case)} | {STORE_LABELS[store]} | "
+                f"{'-' if not rate else f'{rate:,.0f}'} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def _build_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## pgvector: graphs",
+        "",
+        "*open*: the first open with `use_pgvector=True` (for an upgrade: backfill and every "
+        "graph, split from the store's log); *build_vector_indexes*: the call after it, "
+        "until no graph is pending or building. States from `vector_index_status()`.",
+        "",
+        "| case | source | open s | backfill s | graphs s (log) | build_vector_indexes s "
+        "| namespaces by state | rows in graphs | HNSW MB | maintenance_work_mem |",
+        "|---|---|--:|--:|--:|--:|---|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        row = case["stores"].get("pgvector", {})
+        if not row.get("available", True) or "open_s" not in row:
+            continue
+        status = row.get("vector_index_status") or {}
+        states = ", ".join(f"{k} {v}" for k, v in (status.get("states") or {}).items())
+        hnsw = (row.get("size", {}).get("indexes_by_method") or {}).get("hnsw", {})
+        build = row.get("build") or {}
+        lines.append(
+            f"| {_label(case)} | {row.get('source', 'upgrade')} | {row['open_s']:.1f} "
+            f"| {row.get('backfill_s', '-')} | {row.get('graph_build_s', '-')} "
+            f"| {build.get('seconds_until_settled', '-')} | {states or '-'} "
+            f"| {(status.get('rows_by_state') or {}).get('ready', 0):,} "
+            f"| {_mb(hnsw.get('bytes'))} ({hnsw.get('count', 0)}) "
+            f"| {row.get('maintenance_work_mem_mb')} MB |"
+        )
+    return lines
+
+
+def _planning_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## pgvector: planning time of the search statement",
+        "",
+        "`EXPLAIN (ANALYZE, SUMMARY)` of the store's own search statement with the store's "
+        "session settings: on one warm connection, and as the first statement of a new "
+        "connection. *graph*: share of plans that walked the namespace's HNSW graph.",
+        "",
+        "| case | HNSW indexes | class | planning p50 / p99 ms | first on a connection p50 ms "
+        "| execution p50 ms | graph |",
+        "|---|--:|---|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        p = case["stores"].get("pgvector", {}).get("planning")
+        if not p:
+            continue
+        for cls, r in p["classes"].items():
+            share = r.get("graph_share")
+            lines.append(
+                f"| {_label(case)} | {p.get('hnsw_indexes', '-')} | {cls} "
+                f"| {_pair(r['planning_ms'])} | {_ms(r.get('first_planning_ms'))} "
+                f"| {_ms(r['execution_ms'])} | {'-' if share is None else f'{share:.0%}'} |"
+            )
+    return lines
+
+
+def _floor_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## pgvector: a Layer-2 hit against its floor",
+        "",
+        "The same paraphrase queries (Layer-1 misses, Layer-2 hits), interleaved: the store's "
+        "search statement run by hand on a tuned connection (*bare SQL*), "
+        "`PostgresStore.search` alone, and `SemanticCache.get`. p50 / p99 ms.",
+        "",
+        "| case | bare SQL | store.search | cache.get | get - search (p50) | get - SQL (p50) "
+        "| get answered by |",
+        "|---|--:|--:|--:|--:|--:|---|",
+    ]
+    for case in result["cases"]:
+        f = case["stores"].get("pgvector", {}).get("floor")
+        if not f:
+            continue
+        layers = ", ".join(f"{k} {v}" for k, v in f.get("get_layers", {}).items())
+        lines.append(
+            f"| {_label(case)} | {_pair(f['sql'])} | {_pair(f['search'])} | {_pair(f['get'])} "
+            f"| {f['get_minus_search_ms']:+.3f} | {f['get_minus_sql_ms']:+.3f} | {layers} |"
+        )
+    return lines
+
+
+def _throughput_table(result: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Throughput, mixed lookups (40% exact, 30% hit, 30% miss)",
         "",
-        "One `SemanticCache` shared by all client threads; Postgres stores borrow from a "
-        "`psycopg_pool.ConnectionPool` sized to the clients. ops/s (p50 / p99 ms per call).",
+        "One `SemanticCache` shared by all client threads; Postgres stores borrow from one "
+        "`psycopg_pool.ConnectionPool` of 16 connections. ops/s (p50 / p99 ms per call).",
         "",
-        "| N x dim | store | 1 client | 4 clients | 16 clients |",
+        "| case | store | 1 client | 4 clients | 16 clients |",
         "|---|---|--:|--:|--:|",
     ]
     for case in result["cases"]:
         for store, row in case["stores"].items():
-            if not _available(row):
+            if not _available(row) or not row.get("concurrency"):
                 continue
             cells = [
                 f"{c['ops_per_s']:,.0f} ({c['p50']:.2f} / {c['p99']:.2f})"
                 for c in row["concurrency"]
             ]
-            lines.append(
-                f"| {case['n']:,} x {case['dim']} | {STORE_LABELS[store]} | "
-                + " | ".join(cells)
-                + " |"
-            )
+            lines.append(f"| {_label(case)} | {STORE_LABELS[store]} | " + " | ".join(cells) + " |")
+    return lines
 
-    lines += [
+
+def _sweep_table(result: dict[str, Any]) -> list[str]:
+    lines = [
         "",
-        "## pgvector: index build and recall against ef_search",
+        "## pgvector: recall against ef_search",
         "",
         "Store-level top-1 search (`PostgresStore.search(k=1)`), recall@1 against exact "
-        "search, p50 latency in ms.",
+        "search; p50 ms of the paraphrase queries.",
         "",
-        "| N x dim | build s | maintenance_work_mem | index MB | table+indexes MB | ef_search "
-        "| recall@1 hit | recall@1 topic | p50 hit | p50 topic |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| case | ef_search | recall hit | recall topic | large | medium | small | tiny "
+        "| p50 hit |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for case in result["cases"]:
         row = case["stores"].get("pgvector", {})
-        if not _available(row):
-            continue
-        size = row.get("size", {})
-        for k, ef in enumerate(row.get("ef_sweep", [])):
-            head = (
-                f"| {case['n']:,} x {case['dim']} | {row['index_build_s']:.1f} "
-                f"| {row['maintenance_work_mem_mb']} MB | {_mb(size.get('index_bytes'))} "
-                f"| {_mb(size.get('total_bytes'))} "
-                if k == 0
-                else "| | | | | "
-            )
+        for k, ef in enumerate(row.get("ef_sweep", []) if _available(row) else []):
+            classes = [_rate((ef.get(f"near_{c}") or {}).get("recall_at_1")) for c in CLASSES]
             lines.append(
-                head + f"| {ef['ef_search']} | {ef['near']['recall_at_1']:.3f} "
-                f"| {ef['topic']['recall_at_1']:.3f} "
-                f"| {ef['near']['latency_ms']['p50']:.2f} "
-                f"| {ef['topic']['latency_ms']['p50']:.2f} |"
+                f"| {_label(case) if k == 0 else ''} | {ef['ef_search']} "
+                f"| {_rate(ef['near']['recall_at_1'])} | {_rate(ef['topic']['recall_at_1'])} | "
+                + " | ".join(classes)
+                + f" | {_ms(ef['near']['latency_ms'])} |"
             )
-        if "ef_sweep_error" in row:
-            lines.append(
-                f"| {case['n']:,} x {case['dim']} | {row['ef_sweep_error']} | | | | | | | | |"
-            )
-    lines += ["", "Plots: " + ", ".join(f"![{p}]({p})" for p in plot_names(result)), ""]
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    lines = _head(result)
+    lines += ["", "## Targets", "", targets_markdown(result)]
+    lines += _main_table(result)
+    lines += _class_table(result)
+    lines += _writes_table(result)
+    lines += _build_table(result)
+    lines += _floor_table(result)
+    lines += _planning_table(result)
+    lines += _sweep_table(result)
+    lines += _throughput_table(result)
+    lines += ["", "Plots: " + ", ".join(f"![{p}]({p})" for p in _plots.names(result)), ""]
     return "\n".join(lines)
-
-
-def plot_names(result: dict[str, Any]) -> list[str]:
-    stem = result["stem"]
-    return [f"{stem}-{name}.png" for name in ("latency", "recall", "open", "rss")]
-
-
-def plots(result: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cases = sorted((c for c in result["cases"] if c["dim"] == PLOT_DIM), key=lambda c: c["n"])
-    names = dict(zip(("latency", "recall", "open", "rss"), plot_names(result), strict=True))
-    title = f"{result['machine']['nproc']} CPUs, dim {PLOT_DIM}, {result['mode']} run"
-
-    def n_axis(ax: Any) -> None:
-        ns = [c["n"] for c in cases]
-        ax.set_xscale("log")
-        ax.set_xticks(ns, [f"{n // 1000:,}k" if n < 10**6 else f"{n / 1e6:g}M" for n in ns])
-        ax.minorticks_off()
-
-    def series(store: str, pick: Any) -> tuple[list[int], list[float]]:
-        xs, ys = [], []
-        for c in cases:
-            row = c["stores"].get(store)
-            if row is not None and _available(row):
-                xs.append(c["n"])
-                ys.append(pick(row))
-        return xs, ys
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (store, label), colour in zip(STORE_LABELS.items(), COLOURS, strict=True):
-        for stat, style in (("p50", "-o"), ("p99", "--x")):
-            xs, ys = series(store, lambda r, s=stat: r["lookups"]["near"]["latency_ms"][s])
-            if xs:
-                ax.plot(xs, ys, style, color=colour, label=f"{label} hit {stat}")
-    n_axis(ax)
-    ax.set(
-        yscale="log",
-        xlabel="entries (N)",
-        ylabel="ms",
-        title=f"Semantic-hit latency — {title}",
-    )
-    ax.legend(fontsize=7)
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / names["latency"], dpi=110)
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for c in cases:
-        row = c["stores"].get("pgvector", {})
-        sweep = row.get("ef_sweep") if _available(row) else None
-        if sweep:
-            efs = [e["ef_search"] for e in sweep]
-            ax.plot(
-                efs,
-                [e["near"]["recall_at_1"] for e in sweep],
-                "-o",
-                label=f"N={c['n']:,} paraphrase",
-            )
-            ax.plot(
-                efs, [e["topic"]["recall_at_1"] for e in sweep], "--x", label=f"N={c['n']:,} topic"
-            )
-    if not ax.lines:
-        ax.text(0.5, 0.5, "pgvector not available in this run", ha="center", transform=ax.transAxes)
-    ax.set(
-        xscale="log", xlabel="hnsw.ef_search", ylabel="recall@1", title=f"pgvector recall — {title}"
-    )
-    ax.legend(fontsize=7) if ax.lines else None
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / names["recall"], dpi=110)
-    plt.close(fig)
-
-    for key, pick, ylabel, what in (
-        ("open", lambda r: r["open_ms"]["p50"], "ms (median)", "Cold open of a new SemanticCache"),
-        ("rss", lambda r: r["rss_mb"], "MB", "Process RSS added by opening"),
-    ):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for (store, label), colour in zip(STORE_LABELS.items(), COLOURS, strict=True):
-            xs, ys = series(store, pick)
-            if xs:
-                ax.plot(xs, ys, "-o", color=colour, label=label)
-        n_axis(ax)
-        ax.set(
-            yscale="log",
-            xlabel="entries (N)",
-            ylabel=ylabel,
-            title=f"{what} — {title}",
-        )
-        ax.legend(fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out / names[key], dpi=110)
-        plt.close(fig)
 
 
 def write_all(result: dict[str, Any], out: Path, stem: str) -> None:
     result["stem"] = stem
     (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"{stem}.md").write_text(markdown(result))
-    plots(result, out)
+    _plots.plots(result, out)

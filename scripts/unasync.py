@@ -48,6 +48,7 @@ NAMES = {
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
     "AsyncIterator": "Iterator",
+    "AsyncLookupStore": "LookupStore",
     "AsyncOwnedConnection": "OwnedConnection",
     "AsyncPoolConnection": "PoolConnection",
     "AsyncPostgresStore": "PostgresStore",

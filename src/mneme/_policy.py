@@ -6,7 +6,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,6 +153,19 @@ def unit_vector(vector: object, dim: int) -> npt.NDArray[np.float32]:
     if norm > 0.0:
         arr = arr / norm
     return arr.astype(np.float32)
+
+
+def unit_vectors(vectors: Sequence[object], dim: int) -> list[npt.NDArray[np.float32]]:
+    """``unit_vector`` for a batch: one NumPy pass when every vector is a finite row of
+    ``dim`` numbers, else vector by vector (which raises the precise error)."""
+    try:
+        arr = np.asarray(vectors, dtype=np.float64)
+    except (TypeError, ValueError):
+        return [unit_vector(v, dim) for v in vectors]
+    if arr.ndim != 2 or arr.shape[1] != dim or not np.isfinite(arr).all():
+        return [unit_vector(v, dim) for v in vectors]
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    return list((arr / np.where(norms > 0.0, norms, 1.0)).astype(np.float32))
 
 
 def to_bytes(vector: npt.NDArray[np.float32]) -> bytes:

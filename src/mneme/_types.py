@@ -83,3 +83,19 @@ class StoredEntry:
 
     def is_expired(self, now: int) -> bool:
         return self.ttl is not None and now - self.created_at >= self.ttl
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a long operation has got: ``done`` of ``total`` ``unit`` (``total`` is
+    None when unknown). Long operations take a ``progress`` callable and call it with
+    one of these as they go; the first call has ``done=0``."""
+
+    task: str
+    done: int
+    total: int | None
+    unit: str
+
+
+ProgressFn: TypeAlias = Callable[[Progress], None]
+"""Receives a ``Progress`` during a long operation (bulk load, index build, upgrade)."""

@@ -23,6 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from mneme import SemanticCache, StoreBackendError, StoredEntry, VectorSearchStore
 from mneme.stores.postgres.store import PostgresStore
+from mneme.stores.postgres.vector import graph_name
 from mneme.testing import HashingEmbedder
 
 pytestmark = pytest.mark.backend("pgvector")
@@ -285,10 +286,13 @@ def test_filtered_search_keeps_recall_in_small_and_mid_namespaces(
         recall,
     )
     assert recall >= 0.95, f"{mid} ({len(recall_data[mid])} rows): recall@1 {recall}"
-    # The mid-size namespace is routed past the exact branch; the largest one walks the
-    # HNSW index (iterative scan) — seen in the plan of the store's own statement.
+    # The largest namespace walks its own graph; a small one is scanned exactly — seen
+    # in the plan of the store's own statement.
     largest = max(recall_data, key=lambda n: len(recall_data[n]))
-    assert "idx_entry_vectors_hnsw" in explain_search(postgres_dsn, store, largest, queries[0])
+    assert graph_name(largest) in explain_search(postgres_dsn, store, largest, queries[0])
+    tiny = min(recall_data, key=lambda n: len(recall_data[n]))
+    plan = explain_search(postgres_dsn, store, tiny, queries[0])
+    assert "idx_entry_vectors_ns" in plan and "hnsw" not in plan
 
 
 def explain_search(
@@ -301,13 +305,11 @@ def explain_search(
         register_vector(conn)
         with conn.transaction():
             # The store's own per-search settings, then its own statement.
-            conn.execute(store._vec.sql["settings_iterative"], ["100", "20000"])
+            conn.execute(store._vec.sql["settings_iterative"], ["100", True, True, "20000", True])
             query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
             params = {
                 "ns": namespace,
                 "q": q,
-                "cap": 2_001,
-                "exact": 2_000,
                 "now": T0,
                 "k": 3,
                 "scan": 20,
@@ -333,11 +335,13 @@ def test_expired_entries_are_filtered_in_sql(
         dim,
         use_pgvector=True,
         exact_search_max_rows=exact_rows,
+        auto_index=False,
     )
     store.insert(entry("nearest-but-expired", target, ttl=10))
     store.insert(entry("expires-exactly-now", unit(target + 0.01), created_at=T0 - 5, ttl=15))
     store.insert(entry("live", unit(target + 0.2 * rng.standard_normal(dim)), ttl=100))
     store.insert(entry("forever", unit(rng.standard_normal(dim))))
+    assert store.build_vector_indexes() == ([] if exact_rows else ["default"])
     found = store.search("default", target, k=3, now=T0 + 10)
     assert [e.query_hash for e, _ in found] == ["live", "forever"]
     assert found[0][1] > found[1][1]
@@ -358,10 +362,12 @@ def test_zero_vectors_are_stored_and_never_returned(
         dim,
         use_pgvector=True,
         exact_search_max_rows=exact_rows,
+        auto_index=False,
     )
     zero = np.zeros(dim, dtype=np.float32)
     id_ = store.insert(entry("zero", zero))
     store.insert_many([entry("zero-2", zero), entry("nan", np.full(dim, np.nan))])
+    store.build_vector_indexes()
     got = store.get_by_id(id_)
     assert got is not None and got.embedding == bytes(4 * dim)
     probe = unit(np.ones(dim))
@@ -378,9 +384,12 @@ def test_dimensions_end_to_end(
     rng = np.random.default_rng(dim)
     vectors = [unit(rng.standard_normal(dim)) for _ in range(6)]
     schema = fresh()
-    store = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+    store = open_store(
+        opened_stores, postgres_dsn, schema, dim, use_pgvector=True, exact_search_max_rows=0
+    )
     ids = store.insert_many([entry(f"k{i}", v) for i, v in enumerate(vectors[:3])])
     ids += [store.insert(entry(f"k{i}", v)) for i, v in enumerate(vectors[3:], start=3)]
+    store.build_vector_indexes()
     for id_, v in zip(ids, vectors, strict=True):
         best, similarity = store.search("default", v, k=2, now=T0)[0]
         assert best.id == id_
@@ -394,10 +403,11 @@ def test_dimensions_end_to_end(
     with admin(postgres_dsn) as conn:
         indexdef = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
-            [schema, "idx_entry_vectors_hnsw"],
+            [schema, graph_name("default")],
         ).fetchone()
     assert indexdef is not None
     assert ("halfvec" in indexdef[0]) == (dim > 2000)
+    assert "WHERE (namespace = 'default'::text)" in indexdef[0]
 
 
 def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: str) -> None:
@@ -430,6 +440,7 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
         store.open(fp(8), 8)
         v = unit(np.arange(1, 9, dtype=np.float64))
         store.insert(entry("a", v))
+        assert store.build_vector_indexes() == ["default"]
         with tempfile.TemporaryFile() as trace:
             conn.pgconn.trace(trace.fileno())
             try:
@@ -443,7 +454,7 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
         assert conn.execute("SHOW hnsw.iterative_scan").fetchone() == ("off",)
         indexdef = conn.execute(
             "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
-            [pg_schema, "idx_entry_vectors_hnsw"],
+            [pg_schema, graph_name("default")],
         ).fetchone()
         store.close()
     assert indexdef is not None
@@ -581,15 +592,9 @@ def test_upgrade_in_place_while_another_process_writes(
         assert len(written) > 10 and max(durations) < 5.0
         messages = [r.getMessage() for r in caplog.records]
         assert any("backfilled 5000 / 60" in m for m in messages)  # 6,000 + the writer's
-        assert any("HNSW index built" in m for m in messages)
-        with admin(postgres_dsn) as conn:
-            valid = conn.execute(
-                "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = %s AND c.relname = 'idx_entry_vectors_hnsw'",
-                [pg_schema],
-            ).fetchone()
-        assert valid == (True,)
+        assert any("graph of namespace" in m and "built in" in m for m in messages)
+        graphs = {g.namespace: g for g in upgraded.vector_index_status()}
+        assert {g.state for g in graphs.values()} == {"ready"}  # 5 namespaces of ~1,200
         everything = {**vectors, **written}
         missing = []
         for key, v in everything.items():
@@ -682,13 +687,24 @@ def test_plain_store_on_an_upgraded_schema_keeps_the_side_table_written(
 
 
 def test_rebuild_vector_index(postgres_dsn: str, opened_stores: list[PostgresStore]) -> None:
-    store = open_store(opened_stores, postgres_dsn, fresh(), 8, use_pgvector=True)
+    store = open_store(
+        opened_stores,
+        postgres_dsn,
+        fresh(),
+        8,
+        use_pgvector=True,
+        exact_search_max_rows=0,
+        auto_index=False,
+    )
     v = unit(np.ones(8))
     store.insert(entry("a", v))
-    store.rebuild_vector_index()
+    store.insert(entry("b", -v, namespace="other"))
+    assert sorted(store.build_vector_indexes()) == ["default", "other"]
+    assert store.rebuild_vector_index("default") == [graph_name("default")]
+    assert sorted(store.rebuild_vector_index()) == sorted(map(graph_name, ["default", "other"]))
     assert store.search("default", v, k=1, now=T0)[0][0].query_hash == "a"
     plain = open_store(opened_stores, postgres_dsn, fresh(), 8)
-    with pytest.raises(StoreBackendError, match="no pgvector index"):
+    with pytest.raises(StoreBackendError, match="no pgvector side table"):
         plain.rebuild_vector_index()
 
 

@@ -59,6 +59,9 @@ PUBLIC_NAMES = {
     "QuantizationError",
     # the protocol of a store that answers nearest-neighbour queries itself
     "VectorSearchStore",
+    # progress reports of long operations (bulk loads, index builds, upgrades)
+    "Progress",
+    "ProgressFn",
 }
 
 ERROR_NAMES = [
@@ -122,11 +125,54 @@ def test_import_mneme_loads_no_driver() -> None:
 
 @pytest.mark.parametrize(
     ("module", "name"),
-    [("mneme.stores.sqlite", "SQLiteStore"), ("mneme.stores.memory", "MemoryStore")],
+    [
+        ("mneme.stores", "SQLiteStore"),
+        ("mneme.stores", "MemoryStore"),
+        ("mneme.stores.sqlite", "SQLiteStore"),
+        ("mneme.stores.memory", "MemoryStore"),
+        # the paths mneme 1.0 documents
+        ("mneme._store_sqlite", "SQLiteStore"),
+        ("mneme._store_memory", "MemoryStore"),
+    ],
 )
 def test_documented_module_paths(module: str, name: str) -> None:
     cls = getattr(importlib.import_module(module), name)
     assert cls is getattr(mneme, name)
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "public"),
+    [
+        ("mneme._store_postgres", "PostgresStore", "mneme.stores.postgres"),
+        ("mneme._store_postgres_async", "AsyncPostgresStore", "mneme.stores.postgres"),
+        ("mneme._store_redis", "RedisStore", "mneme.stores.redis"),
+        ("mneme._store_dynamodb", "DynamoDBStore", "mneme.stores.dynamodb"),
+    ],
+)
+def test_the_paths_of_mneme_1_0_reach_the_public_stores(
+    module: str, name: str, public: str
+) -> None:
+    cls = getattr(importlib.import_module(module), name)
+    assert cls is getattr(importlib.import_module(public), name)
+    assert cls is getattr(mneme, name)  # resolved lazily on first use
+
+
+def test_network_stores_from_mneme_are_resolved_lazily() -> None:
+    code = (
+        "import sys\n"
+        "import mneme\n"
+        "assert 'mneme.stores.postgres' not in sys.modules\n"
+        "sys.modules['psycopg'] = None\n"
+        "from mneme import PostgresStore\n"
+        "try:\n    PostgresStore('postgresql://x')\n"
+        "except mneme.StoreBackendError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'postgres' extra" in out, out
+    with pytest.raises(AttributeError, match="NoSuchStore"):
+        mneme.NoSuchStore  # noqa: B018
 
 
 def test_testing_module_exports_embedders() -> None:
@@ -222,13 +268,20 @@ def test_hit_is_frozen_and_has_no_dict() -> None:
 # driver the first use says which extra to install (a subprocess hides the driver).
 OPTIONAL_PATHS = [
     (
-        "mneme.stores.postgres.store",
+        "mneme.stores.postgres",
         "PostgresStore",
         "psycopg",
         "PostgresStore('postgresql://x')",
         "postgres",
     ),
-    ("mneme.stores.redis.store", "RedisStore", "redis", "RedisStore(url='redis://x')", "redis"),
+    (
+        "mneme.stores.postgres",
+        "AsyncPostgresStore",
+        "psycopg",
+        "AsyncPostgresStore('postgresql://x')",
+        "postgres",
+    ),
+    ("mneme.stores.redis", "RedisStore", "redis", "RedisStore(url='redis://x')", "redis"),
     ("mneme.stores.dynamodb", "DynamoDBStore", "boto3", "DynamoDBStore('mneme_cache')", "dynamodb"),
     (
         "mneme.adapters.prometheus",
@@ -272,7 +325,6 @@ def test_optional_paths_import_and_name_their_extra(
             ("find_threshold", "precision_recall_curve", "CalibrationResult"),
         ),
         ("mneme.tools.migrate", ("reembed", "areembed")),
-        ("mneme.stores.postgres.async_store", ("AsyncPostgresStore",)),
     ],
 )
 def test_tool_paths_import(module: str, names: tuple[str, ...]) -> None:

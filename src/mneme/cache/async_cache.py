@@ -52,9 +52,9 @@ from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
-from mneme.stores.async_protocol import AsyncStore  # async-only
+from mneme.stores.async_protocol import AsyncLookupStore, AsyncStore  # async-only
 from mneme.stores.capabilities import AsyncCapableStore, searches_itself
-from mneme.stores.protocol import ChangeTrackingStore, Store
+from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
 __all__ = ["AsyncSemanticCache"]
@@ -165,6 +165,9 @@ class AsyncSemanticCache:
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
+                lookup = isinstance(store, LookupStore | AsyncLookupStore)  # async-only
+                # sync: lookup = isinstance(store, LookupStore)
+                self._state.lookup_store = lookup
                 self._lock = contextlib.nullcontext()
             await self._drive(flows.open_flow(self._state))
         except BaseException:

@@ -22,6 +22,7 @@ from mneme._policy import (
     check_ttl,
     to_bytes,
     unit_vector,
+    unit_vectors,
 )
 from mneme._types import ConfidenceFn, Hit, MetricsHook, StoredEntry, Validator
 from mneme.cache.options import CacheOptions
@@ -75,6 +76,7 @@ def prepare_put_items(
 ) -> list[PreparedPut]:
     """Validate every put_many item before anything is stored."""
     prepared: list[PreparedPut] = []
+    given: list[tuple[int, object]] = []  # (position, embedding) of items that carry one
     for n, item in enumerate(items):
         unknown = set(item) - _ITEM_KEYS
         if unknown or "query" not in item or "response" not in item:
@@ -90,10 +92,16 @@ def prepare_put_items(
                 namespace=item.get("namespace", namespace),
                 metadata=item.get("metadata"),
                 ttl=item.get("ttl"),
-                embedding=item.get("embedding"),
+                embedding=None,
                 dim=dim,
             )
         )
+        if item.get("embedding") is not None:
+            given.append((n, item["embedding"]))
+    # Checked and normalised together: per item, this was most of put_many's own time.
+    vectors = unit_vectors([v for _, v in given], dim) if given else []
+    for (n, _), vector in zip(given, vectors, strict=True):
+        prepared[n].embedding = vector
     return prepared
 
 

@@ -34,7 +34,7 @@ from mneme.cache.core import (
 from mneme.cache.options import CacheOptions
 from mneme.index import Index, make_index
 from mneme.stores.common import dedupe_batch
-from mneme.stores.protocol import ChangeTrackingStore, Store, VectorSearchStore
+from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store, VectorSearchStore
 
 log = logging.getLogger("mneme")
 
@@ -87,6 +87,12 @@ def tracker(fn: Callable[[ChangeTrackingStore], _T]) -> Flow[_T]:
     return result
 
 
+def looker(fn: Callable[[LookupStore], _T]) -> Flow[_T]:
+    """One call to a store that answers both layers at once (``LookupStore``)."""
+    result: _T = yield StoreCall(fn)
+    return result
+
+
 def searcher(fn: Callable[[VectorSearchStore], _T]) -> Flow[_T]:
     """One call to a store that searches itself (``VectorSearchStore``)."""
     result: _T = yield StoreCall(fn)
@@ -109,6 +115,8 @@ class CacheState:
     seen_version: int = 0
     change_tracking: bool = False
     """The store can list rows changed since a version (ChangeTrackingStore)."""
+    lookup_store: bool = False
+    """The store answers an exact lookup and a search in one call (LookupStore)."""
     last_stale_check: float = 0.0
 
 
@@ -184,12 +192,22 @@ def get_flow(
     st: CacheState, ns: str, text: str, qhash: str, embedding: Any, now: int
 ) -> Flow[Hit | None]:
     yield from catch_up(st)
+    if st.lookup_store and embedding is not None:
+        # The vector is known before the exact lookup: both layers in one round trip.
+        vector, _ = _checked(embedding, st.dim, user=True)
+        if vector is not None and np.any(vector):
+            q = vector
+            entry, found = yield from looker(lambda s: s.lookup(ns, qhash, q, k=TOP_K, now=now))
+            hit = yield from _exact(st, ns, entry, now)
+            if hit is not None:
+                return hit
+            return (yield from _semantic(st, ns, vector, None, now, found=found))
     entry = yield from store(lambda s: s.get_by_hash(ns, qhash))
     hit = yield from _exact(st, ns, entry, now)
     if hit is not None:
         return hit
-    vector, reason = yield from _query_vectors(st, [text], embedding)
-    return (yield from _semantic(st, ns, vector[0], reason[0], now))
+    vectors, reasons = yield from _query_vectors(st, [text], embedding)
+    return (yield from _semantic(st, ns, vectors[0], reasons[0], now))
 
 
 def get_many_flow(
@@ -272,13 +290,18 @@ def _semantic(
     reason: str | None,
     now: int,
     gone: set[int] | None = None,
+    found: list[tuple[StoredEntry, float]] | None = None,
 ) -> Flow[Hit | None]:
-    """Layer 2; adds the ids it deletes to ``gone`` when given."""
+    """Layer 2; adds the ids it deletes to ``gone`` when given. ``found``: the
+    candidates, when the store already returned them with the exact lookup."""
     if vector is None or not np.any(vector):
         yield from _record_miss(st, ns, reason or "no_match")
         return None
     threshold = st.threshold
-    candidates, below = yield from _candidates(st, ns, vector, now, threshold)
+    if found is not None:
+        candidates, below = found, False
+    else:
+        candidates, below = yield from _candidates(st, ns, vector, now, threshold)
     decision = decide_semantic(st.options, candidates, now, threshold, below_follows=below)
     if decision.expired:
         yield from _delete_ids(st, decision.expired, expired=True)

@@ -38,7 +38,7 @@ from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
 from mneme.stores.capabilities import searches_itself
-from mneme.stores.protocol import ChangeTrackingStore, Store
+from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
 __all__ = ["SemanticCache"]
@@ -136,6 +136,8 @@ class SemanticCache:
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
+                lookup = isinstance(store, LookupStore)
+                self._state.lookup_store = lookup
                 self._lock = contextlib.nullcontext()
             self._drive(flows.open_flow(self._state))
         except BaseException:

@@ -154,3 +154,20 @@ class VectorSearchStore(Store, Protocol):
         """The ``k`` nearest non-expired entries of ``namespace`` to the unit
         ``vector`` with their cosine similarity, best first. Entries with a zero
         embedding are never returned."""
+
+
+@runtime_checkable
+class LookupStore(VectorSearchStore, Protocol):
+    """A searching store that can answer both layers in one round trip."""
+
+    def lookup(
+        self,
+        namespace: str,
+        query_hash: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        """The entry stored under ``query_hash`` (expired or not, as ``get_by_hash``)
+        and what ``search`` would return for ``vector``, from one statement."""

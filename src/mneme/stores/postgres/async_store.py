@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio  # async-only
 
+# sync: import threading
 # sync: import time
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -28,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme._types import StoredEntry
+from mneme._types import ProgressFn, StoredEntry
 from mneme.stores.postgres.async_connection import (
     AsyncCallerConnection,
     AsyncConnectionSource,
@@ -36,9 +38,19 @@ from mneme.stores.postgres.async_connection import (
     AsyncPoolConnection,
 )
 from mneme.stores.postgres.dsn import require_psycopg
-from mneme.stores.postgres.operations import BATCH, VECTOR_BATCH, Mode, PgCore, _entry, _log
+from mneme.stores.postgres.graphs import VectorGraph
+from mneme.stores.postgres.operations import (
+    BATCH,
+    VECTOR_BATCH,
+    Mode,
+    PgCore,
+    _entry,
+    _log,
+    dedupe_batch,
+)
 from mneme.stores.postgres.requests import (
     Atomic,
+    CopyIn,
     Execute,
     GetConnection,
     PgOp,
@@ -55,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = ["AsyncPostgresStore"]
 
 _T = TypeVar("_T")
+# sync: _STOP_WAIT_S = 10.0
 
 
 class AsyncPostgresStore(PgCore):
@@ -73,9 +86,14 @@ class AsyncPostgresStore(PgCore):
     "auto" does so when it can and otherwise warns and keeps the in-process path; False
     (the default) keeps the in-process path. A schema that has the side table is kept
     written by every store, whatever its ``use_pgvector``. ``hnsw_m`` and
-    ``hnsw_ef_construction`` shape the index when this store builds it; ``ef_search``
-    and ``max_scan_tuples`` apply per search transaction; namespaces of at most
-    ``exact_search_max_rows`` rows are searched exactly instead of through the index.
+    ``hnsw_ef_construction`` shape the graphs this store builds; ``ef_search`` and
+    ``max_scan_tuples`` apply to every search. Each namespace above
+    ``exact_search_max_rows`` rows gets an HNSW graph of its own (a partial index built
+    concurrently, never blocking writers); smaller ones are searched exactly. With
+    ``auto_index`` (the default) a store opened from a DSN starts that build in the
+    background when a namespace it writes to crosses the threshold;
+    ``build_vector_indexes()`` does it on demand and ``vector_index_status()`` shows
+    where each namespace stands.
     """
 
     def __init__(
@@ -90,7 +108,8 @@ class AsyncPostgresStore(PgCore):
         hnsw_ef_construction: int = 64,
         ef_search: int = 100,
         max_scan_tuples: int = 20_000,
-        exact_search_max_rows: int = 2_000,
+        exact_search_max_rows: int = 1_000,
+        auto_index: bool = True,
         connect_timeout: float = 10.0,
     ) -> None:
         super().__init__("AsyncPostgresStore", locals())
@@ -102,7 +121,9 @@ class AsyncPostgresStore(PgCore):
             self._source = AsyncCallerConnection(connection)
         else:
             self._source = AsyncPoolConnection(pool)
-        # sync: self._dsn = dsn
+        self._dsn = dsn
+        # Background graph builds: the task (thread) and its connection.
+        self._background: dict[Any, AsyncOwnedConnection] = {}
 
     # sync: def to_async(self) -> AsyncPostgresStore | None:
     # sync:     """An ``AsyncPostgresStore`` with the same options on the same DSN, for
@@ -158,7 +179,22 @@ class AsyncPostgresStore(PgCore):
                 _log.warning("AsyncPostgresStore.close could not write access times: %s", exc)
         self._open = False
         self._search = False
+        await self._stop_background()
         await self._source.close()
+
+    async def _stop_background(self) -> None:
+        """Stop background graph builds (their statements are cancelled on the server):
+        a build cut short leaves an invalid index, which the next build redoes."""
+        background = list(self._background.items())
+        for task in self._background:  # async-only
+            task.cancel()  # async-only
+        await asyncio.gather(*(w for w, _ in background), return_exceptions=True)  # async-only
+        # sync: for _, source in background:
+        # sync:     source.cancel()
+        # sync: for worker, _ in background:
+        # sync:     worker.join(_STOP_WAIT_S)
+        # sync:     if worker.is_alive():
+        # sync:         _log.warning("schema %r: a graph build is still stopping", self.schema)
 
     # -- reads ------------------------------------------------------------------
 
@@ -261,16 +297,31 @@ class AsyncPostgresStore(PgCore):
         id_, flag = await self._run("insert", self._op_insert(entry), "raw")
         if flag is not None:
             await self._adopt([replace(entry, id=id_)])
+        await self._after_insert({entry.namespace: 1})
         return int(id_)
+
+    async def _after_insert(self, counts: Mapping[str, int]) -> None:
+        """Start a background graph build for a namespace that has grown past the
+        exact-scan threshold (stores opened from a DSN, with ``auto_index``)."""
+        for namespace in self._grown(counts):
+            try:
+                needed = await self._run("graph check", self._op_needs_graph(namespace))
+            except StoreBackendError as exc:
+                _log.warning("schema %r: could not check namespace size: %s", self.schema, exc)
+                continue
+            if needed:
+                self._graphed.add(namespace)
+                self._start_build(namespace)
 
     async def insert_many(self, entries: Sequence[StoredEntry]) -> list[int]:
         self._check()
         if not entries:
             return []
-        rows = self._dedupe(entries)
+        rows = dedupe_batch(entries)
         ids, flag = await self._run("insert_many", self._op_insert_many(rows), "raw")
         if flag is not None:
             await self._adopt([replace(e, id=ids[(e.namespace, e.query_hash)]) for e in rows])
+        await self._after_insert(Counter(e.namespace for e in rows))
         return [ids[(e.namespace, e.query_hash)] for e in entries]
 
     async def _adopt(self, written: Sequence[StoredEntry]) -> None:
@@ -324,13 +375,84 @@ class AsyncPostgresStore(PgCore):
         self._check()
         return await self._run("search", self._op_search(namespace, vector, k, now), "raw")
 
-    async def rebuild_vector_index(self) -> None:
-        """Rebuild the HNSW index (``REINDEX INDEX CONCURRENTLY``): after many deletes
-        or replacements, rebuilding and then vacuuming costs far less than vacuuming
-        the old graph. On a connection that is not autocommit the rebuild runs in a
+    async def lookup(
+        self,
+        namespace: str,
+        query_hash: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        """``get_by_hash`` and ``search`` in one statement, one round trip: what a
+        cache ``get`` that was given the query's embedding needs."""
+        self._check()
+        op = self._op_lookup(namespace, query_hash, vector, k, now)
+        return await self._run("lookup", op, "raw")
+
+    async def rebuild_vector_index(self, namespace: str | None = None) -> list[str]:
+        """Rebuild the HNSW graph of ``namespace``, or every graph, with ``REINDEX INDEX
+        CONCURRENTLY``: after many deletes or replacements, rebuilding and then
+        vacuuming costs far less than vacuuming the old graph. Returns the index names
+        rebuilt. On a connection that is not autocommit the rebuild runs in a
         transaction and blocks writers meanwhile."""
         self._check()
-        await self._run("rebuild_vector_index", self._op_rebuild_index(), "raw")
+        op = self._op_rebuild_index(namespace)
+        return await self._run("rebuild_vector_index", op, "raw")
+
+    async def build_vector_indexes(self, progress: ProgressFn | None = None) -> list[str]:
+        """Build now, one after another, the HNSW graph of every namespace above
+        ``exact_search_max_rows`` rows that has no valid one (a build that died is
+        redone); returns the namespaces built. Readers and writers are never blocked.
+        ``progress`` receives ``Progress("index build", rows done, rows in all, "rows")``."""
+        self._check()
+        return await self._run("build_vector_indexes", self._op_build_graphs(progress), "raw")
+
+    async def vector_index_status(self) -> list[VectorGraph]:
+        """Every namespace of the side table with its size and where its search runs
+        (its own graph, or an exact scan), largest first."""
+        self._check()
+        return await self._run("vector_index_status", self._op_graph_states())
+
+    def _start_build(self, namespace: str) -> None:
+        assert self._dsn is not None
+        source = AsyncOwnedConnection(self._dsn, self._options["connect_timeout"])
+        # async-only: begin
+        worker = asyncio.get_running_loop().create_task(
+            self._build_in_background(namespace, source)
+        )
+        worker.add_done_callback(lambda done: self._background.pop(done, None))
+        # async-only: end
+        # sync: worker = threading.Thread(
+        # sync:     target=self._build_in_background,
+        # sync:     args=(namespace, source),
+        # sync:     name=f"mneme-graph-{self.schema}",
+        # sync:     daemon=True,
+        # sync: )
+        self._background[worker] = source
+        # sync: worker.start()
+
+    async def _build_in_background(self, namespace: str, source: AsyncOwnedConnection) -> None:
+        """Build one graph on a connection of its own, so the store's own connection
+        stays free; failures are logged and the build is tried again later."""
+        import psycopg
+
+        try:
+            async with source.borrow() as conn:
+                self._adapt(conn)
+                if not await _drive(conn, self._op_build_graph(namespace, True)):
+                    self._graphed.discard(namespace)  # another build was under way: later
+        except (psycopg.Error, StoreBackendError) as exc:
+            self._graphed.discard(namespace)
+            _log.warning(
+                "schema %r: background graph build for namespace %r failed: %s",
+                self.schema,
+                namespace,
+                exc,
+            )
+        finally:
+            await source.close()
+            # sync: self._background.pop(threading.current_thread(), None)
 
 
 # -- the driver -----------------------------------------------------------------
@@ -384,6 +506,12 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
         return None
     if isinstance(request, GetConnection):
         return conn
+    if isinstance(request, CopyIn):
+        async with conn.cursor() as cur, cur.copy(request.statement) as copy:
+            copy.set_types(list(request.types))
+            for row in request.rows:
+                await copy.write_row(row)
+        return None
     from psycopg.types import TypeInfo
 
     return await TypeInfo.fetch(conn, request.name)

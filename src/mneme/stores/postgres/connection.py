@@ -69,6 +69,14 @@ class OwnedConnection:
                 self._conn.close()
                 self._conn = None
 
+    def cancel(self) -> None:
+        """Ask the server to stop the statement this connection is running: safe from
+        another thread, and nothing happens when none is running."""
+        conn = self._conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(Exception):
+                conn.cancel()
+
 
 class CallerConnection:
     """The caller's ``Connection``: used as it is, never closed, never

@@ -16,6 +16,7 @@ import re
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
@@ -24,17 +25,37 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
-from mneme._types import StoredEntry
-from mneme.stores.common import check_embedder
-from mneme.stores.postgres.requests import Atomic, Execute, FetchTypeInfo, GetConnection, PgOp
+from mneme._types import ProgressFn, StoredEntry
+from mneme.stores.common import check_embedder, dedupe_batch
+from mneme.stores.postgres.graphs import (
+    VectorGraph,
+    build_graph,
+    build_missing,
+    builder_lock,
+    graph_states,
+    namespace_needs_graph,
+    release_builder_lock,
+    retire_legacy_index,
+    with_cleanup,
+)
+from mneme.stores.postgres.requests import (
+    Atomic,
+    CopyIn,
+    Execute,
+    FetchTypeInfo,
+    GetConnection,
+    PgOp,
+)
 from mneme.stores.postgres.schema import load_migrations, provision
-from mneme.stores.postgres.statements import STATEMENTS, compose
+from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, compose
 from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
+    LEGACY_INDEX_NAME,
     HnswOptions,
     VectorStatements,
     index_kind,
+    index_state,
     parse_version,
     run_search,
     side_vector,
@@ -46,7 +67,7 @@ if TYPE_CHECKING:
     from psycopg.sql import Composed
     from psycopg.types import TypeInfo
 
-__all__ = ["Mode", "PgCore", "metadata_json"]
+__all__ = ["Mode", "PgCore", "dedupe_batch", "metadata_json"]
 
 _log = logging.getLogger("mneme.postgres")
 _T = TypeVar("_T")
@@ -63,7 +84,11 @@ _FLUSH_AFTER_S = 1.0
 _FLUSH_AFTER_N = 1_000
 # Rows per statement of a large insert_many (one transaction): bounds client memory.
 _INSERT_CHUNK = 5_000
+# From this many rows, insert_many on an owned connection goes through COPY.
+_COPY_AT_LEAST = 256
 _SCAN_AT_LEAST = 20
+# A namespace's size is checked for a graph every this many rows written to it.
+_CHECK_EVERY = 500
 
 
 def metadata_json(value: Any) -> str:
@@ -119,6 +144,10 @@ def _values(entry: StoredEntry, metadata: Any) -> list[Any]:
     ]
 
 
+def _json_or_none(metadata: Any) -> str | None:
+    return None if metadata is None else metadata_json(metadata)
+
+
 def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
     """Column arrays of a batch (for unnest), metadata as JSON text."""
     values = (_values(e, None if e.metadata is None else metadata_json(e.metadata)) for e in rows)
@@ -133,6 +162,7 @@ STORE_OPTIONS = (
     "ef_search",
     "max_scan_tuples",
     "exact_search_max_rows",
+    "auto_index",
     "connect_timeout",
 )
 
@@ -182,6 +212,14 @@ class PgCore:
         self._search = False
         self._iterative = False
         self._dim = 0
+        # Layer-2 sessions: connections this store owns get the hnsw settings once.
+        self._owned = False
+        self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
+        # Automatic graphs: rows written per namespace since its size was last checked,
+        # and namespaces known to have (or be getting) a graph.
+        self._auto_index = bool(arguments["auto_index"])
+        self._written: dict[str, int] = {}
+        self._graphed: set[str] = set()
 
     @property
     def vector_search_enabled(self) -> bool:
@@ -355,8 +393,12 @@ class PgCore:
                 )
         stmts = VectorStatements(self.schema, self._dim, kind)
         yield from self._op_vector_type()
+        self._owned = owned_connection
+        if state.flag_index is not None and not state.has_registry and want is not False:
+            # A schema of an earlier version: add the graph registry (no data moves).
+            yield Atomic(_execute(stmts.table, None))
         if want is not False:
-            if not (state.flag_index is not None and state.index_valid):
+            if not state.complete:
                 yield from upgrade(
                     self.schema, stmts, self._hnsw, owned_connection=owned_connection
                 )
@@ -525,28 +567,25 @@ class PgCore:
 
         return (yield from self._op_upsert(upsert))
 
-    @staticmethod
-    def _dedupe(entries: Sequence[StoredEntry]) -> list[StoredEntry]:
-        # One row per key (ON CONFLICT cannot touch a row twice in a statement): the
-        # later entry's values, in the position of the key's first appearance, so new
-        # ids are handed out in input order.
-        latest: dict[tuple[str, str], StoredEntry] = {}
-        for e in entries:
-            latest[(e.namespace, e.query_hash)] = e
-        return list(latest.values())
-
     def _op_insert_many(
         self, rows: Sequence[StoredEntry]
     ) -> PgOp[tuple[dict[tuple[str, str], int], Any]]:
-        """Ids by key, and the pgvector flag as for ``_op_insert``. Mode "raw"."""
+        """Ids by key, and the pgvector flag as for ``_op_insert``. Mode "raw".
+
+        On a connection the store owns, a large batch is loaded with a binary COPY
+        into a session staging table and upserted from there in one statement per
+        chunk; otherwise each chunk is one multi-row statement over unnest arrays."""
         chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
         vec = self._vec
+        staged = self._owned and len(rows) >= _COPY_AT_LEAST
 
         def upsert() -> PgOp[tuple[tuple[dict[tuple[str, str], int], Any], bool]]:
             ids: dict[tuple[str, str], int] = {}
             flag = None
             for chunk in chunks:  # parameters built per chunk: memory stays bounded
-                if vec is None:
+                if staged:
+                    result = yield from self._op_staged(chunk, vec)
+                elif vec is None:
                     result = yield Execute(self._sql["insert_many"], _batch_columns(chunk), "all")
                 else:
                     sides = side_vectors([e.embedding for e in chunk], vec.dim)
@@ -559,10 +598,29 @@ class PgCore:
                         flag = row[3]
             return (ids, flag), False
 
-        if len(chunks) == 1:
+        if len(chunks) == 1 and not staged:
             return (yield from self._op_upsert(upsert))
         # Several statements (each bumps the counter): one explicit transaction.
         return (yield from self._op_write(upsert))
+
+    def _op_staged(self, chunk: Sequence[StoredEntry], vec: VectorStatements | None) -> PgOp[Any]:
+        """COPY a chunk into the staging table, then upsert it; inside a transaction."""
+        names = vec.sql if vec is not None else self._sql
+        yield Execute(names["stage"], prepare=False)
+        types = list(STAGE_TYPES)
+        if vec is None:
+            data = [[*_values(e, _json_or_none(e.metadata)), ord_] for ord_, e in enumerate(chunk)]
+        else:
+            types.append("vector")
+            sides = side_vectors([e.embedding for e in chunk], vec.dim)
+            data = [
+                [*_values(e, _json_or_none(e.metadata)), side, ord_]
+                for ord_, (e, side) in enumerate(zip(chunk, sides, strict=True))
+            ]
+        types.append("int8")
+        yield CopyIn(names["stage_copy"], data, types)
+        result = yield Execute(names["insert_staged"], None, "all", prepare=False)
+        return result
 
     def _op_delete(self, name: str, params: Sequence[Any]) -> PgOp[int]:
         def delete() -> PgOp[tuple[int, bool]]:
@@ -598,12 +656,9 @@ class PgCore:
             return None
         if not np.any(query):
             return None  # cosine is undefined for a zero vector
-        exact = self._hnsw.exact_search_max_rows
         params = {
             "ns": namespace,
             "q": query,
-            "cap": exact + 1,
-            "exact": exact,
             "now": now,
             "k": k,
             # Relaxed-order index scans return matches roughly, not exactly, best first:
@@ -623,7 +678,8 @@ class PgCore:
         if prepared is None:
             return []
         vec, params, settings = prepared
-        rows = yield from run_search(vec, settings, self._iterative, params)
+        tuned = self._tuned if self._owned else None
+        rows = yield from run_search(vec, settings, self._iterative, params, tuned)
         found = []
         for row in rows:
             entry = self._overlay(_entry(row))
@@ -631,29 +687,140 @@ class PgCore:
                 found.append((entry, min(1.0, max(-1.0, float(row[11])))))
         return found
 
-    def _op_rebuild_index(self) -> PgOp[None]:
-        """Run with mode "raw"."""
-        from psycopg import sql
-
+    def _require_vectors(self) -> VectorStatements:
         if self._vec is None:
             raise StoreBackendError(
-                f"schema {self.schema!r} has no pgvector index; open with use_pgvector=True"
+                f"schema {self.schema!r} has no pgvector side table; open with use_pgvector=True"
             )
-        index = self._vec.index_ident()
-        started = time.monotonic()
+        return self._vec
+
+    def _op_lookup(
+        self, namespace: str, query_hash: str, vector: npt.NDArray[np.float32], k: int, now: int
+    ) -> PgOp[tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]]:
+        """The exact entry and the search's candidates in one statement. Mode "raw"."""
+        if self._flush_due():
+            yield from self._op_flush()
+        prepared = self._search_params(namespace, vector, k, now)
+        if prepared is None:
+            entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash])
+            return entry, []
+        vec, params, settings = prepared
+        params["h"] = query_hash
+        tuned = self._tuned if self._owned else None
+        rows = yield from run_search(vec, settings, self._iterative, params, tuned, "lookup")
+        exact: StoredEntry | None = None
+        found = []
+        for row in rows:
+            entry = self._overlay(_entry(row[1:]))
+            if entry is None:
+                continue
+            if row[0] == 0:
+                exact = entry
+            else:
+                found.append((entry, min(1.0, max(-1.0, float(row[12])))))
+        return exact, found
+
+    def _op_rebuild_index(self, namespace: str | None) -> PgOp[list[str]]:
+        """REINDEX the graph of ``namespace``, or every graph (and a legacy
+        all-namespace index); returns the index names rebuilt. Run with mode "raw"."""
+
+        vec = self._require_vectors()
+        graphs = yield from graph_states(self.schema, self._hnsw.exact_search_max_rows)
+        names = [
+            g.index_name
+            for g in graphs
+            if g.state == "ready" and g.index_name and namespace in (None, g.namespace)
+        ]
+        if namespace is None and (yield Atomic(index_state(self.schema))) is not None:
+            names.append(LEGACY_INDEX_NAME)
         conn = yield GetConnection()
-        if conn.autocommit:
-            yield Execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(index))
-        else:
-            _log.warning(
-                "schema %r: rebuilding the HNSW index inside a transaction; writers "
-                "wait until it is done",
-                self.schema,
+        yield from builder_lock(self.schema, wait=True)
+        reindex = self._reindex(vec, names, bool(conn.autocommit))
+        yield from with_cleanup(reindex, release_builder_lock(self.schema))
+        return names
+
+    def _reindex(self, vec: VectorStatements, names: Sequence[str], autocommit: bool) -> PgOp[None]:
+        from psycopg import sql
+
+        for name in names:
+            started = time.monotonic()
+            index = vec.index_ident(name)
+            if autocommit:
+                yield Execute(sql.SQL("REINDEX INDEX CONCURRENTLY {}").format(index))
+            else:
+                _log.warning(
+                    "schema %r: rebuilding %s inside a transaction; writers wait until it is done",
+                    self.schema,
+                    name,
+                )
+                yield Atomic(_execute(sql.SQL("REINDEX INDEX {}").format(index), None))
+            _log.info(
+                "schema %r: %s rebuilt in %.1f s", self.schema, name, time.monotonic() - started
             )
-            yield Atomic(_execute(sql.SQL("REINDEX INDEX {}").format(index), None))
-        _log.info(
-            "schema %r: HNSW index rebuilt in %.1f s", self.schema, time.monotonic() - started
+
+    def _op_graph_states(self) -> PgOp[list[VectorGraph]]:
+        self._require_vectors()
+        return (yield from graph_states(self.schema, self._hnsw.exact_search_max_rows))
+
+    def _op_build_graphs(self, progress: ProgressFn | None) -> PgOp[list[str]]:
+        """Run with mode "raw" on an autocommit connection."""
+        vec = self._require_vectors()
+        conn = yield GetConnection()
+        if not conn.autocommit:
+            raise StoreBackendError(
+                "build_vector_indexes needs an autocommit connection (CREATE INDEX "
+                "CONCURRENTLY cannot run in a transaction): use a store opened with dsn=, "
+                "or pass an autocommit connection"
+            )
+        built = yield from build_missing(
+            self.schema, vec, self._hnsw, owned_connection=self._owned, progress=progress
         )
+        self._graphed.update(built)
+        return built
+
+    def _op_build_graph(self, namespace: str, owned_connection: bool) -> PgOp[bool]:
+        """One namespace's graph, on a connection of its own (a background build)."""
+        vec = self._require_vectors()
+        built = yield from build_graph(
+            self.schema, vec, self._hnsw, namespace, owned_connection=owned_connection, wait=False
+        )
+        if built:
+            yield from retire_legacy_index(self.schema, self._hnsw.exact_search_max_rows)
+        return built
+
+    def _grown(self, counts: Mapping[str, int]) -> list[str]:
+        """Note rows written per namespace; the namespaces whose size is due a check
+        (the first write after open, then every ``_CHECK_EVERY`` rows)."""
+        if not (self._auto_index and self._owned and self._search):
+            return []
+        due = []
+        for namespace, n in counts.items():
+            if namespace in self._graphed:
+                continue
+            seen = self._written.get(namespace)
+            total = n if seen is None else seen + n
+            if seen is None or total >= _CHECK_EVERY:
+                due.append(namespace)
+                total = 0
+            self._written[namespace] = total
+        return due
+
+    def _op_needs_graph(self, namespace: str) -> PgOp[bool]:
+        threshold = self._hnsw.exact_search_max_rows
+        needed = yield from namespace_needs_graph(self.schema, namespace, threshold)
+        if not needed:
+            # Either small, or it has a valid graph: in the second case stop checking.
+            count = yield Atomic(
+                _one_value(
+                    "SELECT count(*) FROM (SELECT 1 FROM {}.entry_vectors WHERE namespace = %s "
+                    "LIMIT %s) t",
+                    self.schema,
+                    [namespace, threshold + 1],
+                )
+            )
+            if int(count) > threshold:
+                self._graphed.add(namespace)
+        return needed
 
     # -- checkpoints --------------------------------------------------------------
 
@@ -684,6 +851,14 @@ def _read(body: PgOp[_T]) -> PgOp[_T]:
         return (yield from body)
     result: _T = yield Atomic(body)
     return result
+
+
+def _one_value(template: str, schema: str, params: Sequence[Any]) -> PgOp[Any]:
+    from psycopg import sql
+
+    query = sql.SQL(template).format(sql.Identifier(schema))
+    row = yield Execute(query, params, "one")
+    return None if row is None else row[0]
 
 
 def _execute(query: Any, params: Any) -> PgOp[None]:

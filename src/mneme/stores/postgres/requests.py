@@ -74,5 +74,15 @@ class FetchTypeInfo:
     name: str
 
 
-Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo
+@dataclass(frozen=True, slots=True)
+class CopyIn:
+    """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``rows``, whose columns have the
+    Postgres types named in ``types``."""
+
+    statement: Any
+    rows: Sequence[Sequence[Any]]
+    types: Sequence[str]
+
+
+Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn
 PgOp = Generator[Request, Any, _T]

@@ -19,6 +19,17 @@ COLUMNS = (
     "created_at, last_accessed_at, ttl, access_count"
 )
 
+STAGE_COLUMNS = (
+    "namespace, query_hash, query, response, embedding, metadata, created_at, "
+    "last_accessed_at, ttl, access_count"
+)
+STAGE_COLUMNS_DDL = (
+    "namespace TEXT, query_hash TEXT, query TEXT, response TEXT, embedding BYTEA, "
+    "metadata TEXT, created_at BIGINT, last_accessed_at BIGINT, ttl BIGINT, access_count BIGINT"
+)
+STAGE_TYPES = ("text", "text", "text", "text", "bytea", "text", "int8", "int8", "int8", "int8")
+"""Types of the staging columns, for a binary COPY."""
+
 ITER_VECTORS_SQL = (
     "SELECT id, namespace, embedding FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s"
 )
@@ -83,6 +94,14 @@ STATEMENTS: dict[str, str] = {
     "insert": "WITH {bump} {entry_insert} RETURNING id, {vector_flag}",
     # As above: the join with bump makes the counter lock come before any entry row.
     "insert_many": "WITH {bump}, {batch_rows} {batch_insert} "
+    "RETURNING namespace, query_hash, id, {vector_flag}",
+    # Bulk loads on a connection the store owns: COPY into a session's staging table
+    # (emptied at commit), then one upsert from it.
+    "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage (" + STAGE_COLUMNS_DDL + ", "
+    "ord BIGINT) ON COMMIT DELETE ROWS",
+    "stage_copy": "COPY pg_temp.mneme_stage (" + STAGE_COLUMNS + ", ord) FROM STDIN "
+    "(FORMAT BINARY)",
+    "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage) {batch_insert} "
     "RETURNING namespace, query_hash, id, {vector_flag}",
     "by_hashes": "SELECT {columns} FROM {schema}.entries "
     "WHERE namespace = %s AND query_hash = ANY(%s::text[])",

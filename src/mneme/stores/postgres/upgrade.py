@@ -4,24 +4,28 @@ The order is what keeps a fleet of mixed processes consistent: first the side ta
 the ``vector_index`` flag, in one short transaction holding a lock on ``entries`` that
 lets writes in flight finish first and holds new ones back; from then on every opener,
 and every store that was already open at its next write, keeps the side table written.
-Then the existing entries are copied over in batches, the HNSW index is built without
-blocking writers, and a last pass adds side rows for entries that still lack one. An
-advisory lock keeps two processes from upgrading at once; the second waits, polling,
-and then finds the work done.
+Then the existing entries are copied over in batches, each namespace above the exact-scan
+threshold gets its HNSW graph without blocking writers (``graphs``), a last pass adds
+side rows for entries that still lack one, and ``vector_layout`` is recorded as done.
+Interrupted anywhere, the next opener resumes where it stopped. An advisory lock keeps
+two processes from upgrading at once; the second waits, polling, and then finds the
+work done.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from dataclasses import dataclass
 
 from mneme._errors import StoreBackendError
+from mneme._types import Progress, ProgressFn
+from mneme.stores.postgres.graphs import build_missing
 from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
 from mneme.stores.postgres.vector import (
     META_DIM,
     META_INDEX,
+    META_LAYOUT,
     HnswOptions,
     VectorStatements,
     index_state,
@@ -34,9 +38,7 @@ _log = logging.getLogger("mneme.postgres")
 
 _BACKFILL_BATCH = 5_000
 _LOCK_POLL_S = 0.5
-# pgvector's HNSW build needs about 2.4 kB per row at 384 dimensions to stay in memory.
-_BUILD_BYTES_PER_DIM = 2_400 / 384
-_BUILD_MEMORY_MAX_KB = 1024 * 1024
+LAYOUT_GRAPHS = "graphs"
 
 
 class PgvectorUnavailableError(StoreBackendError):
@@ -51,8 +53,18 @@ class VectorSchemaState:
     available: str | None
     flag_index: str | None
     flag_dim: int | None
-    index_valid: bool | None
+    layout: str | None
+    legacy_index_valid: bool | None
+    has_registry: bool
     server_version: str
+
+    @property
+    def complete(self) -> bool:
+        """Side table filled and searchable: the upgrade finished, or the schema has the
+        all-namespace index of an earlier version (graphs then come as needed)."""
+        return self.flag_index is not None and (
+            self.layout == LAYOUT_GRAPHS or bool(self.legacy_index_valid)
+        )
 
 
 def read_state(schema: str) -> PgOp[VectorSchemaState]:
@@ -65,9 +77,12 @@ def read_state(schema: str) -> PgOp[VectorSchemaState]:
             "WHERE name = 'vector'), "
             "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
             "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
-            "current_setting('server_version')"
+            "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
+            "current_setting('server_version'), "
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'vector_graphs')"
         ).format(schema=sql.Identifier(schema)),
-        [META_INDEX, META_DIM],
+        [META_INDEX, META_DIM, META_LAYOUT, schema],
         "one",
     )
     assert row is not None
@@ -77,8 +92,10 @@ def read_state(schema: str) -> PgOp[VectorSchemaState]:
         available=row[1],
         flag_index=row[2],
         flag_dim=None if row[3] is None else int(row[3]),
-        index_valid=valid,
-        server_version=str(row[4]),
+        layout=row[4],
+        legacy_index_valid=valid,
+        server_version=str(row[5]),
+        has_registry=bool(row[6]),
     )
 
 
@@ -152,39 +169,61 @@ def _take_lock(schema: str) -> PgOp[None]:
 
 
 def upgrade(
-    schema: str, stmts: VectorStatements, options: HnswOptions, *, owned_connection: bool
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    *,
+    owned_connection: bool,
+    progress: ProgressFn | None = None,
 ) -> PgOp[None]:
-    """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index."""
+    """Bring ``schema`` to: side table, flag, every entry mirrored, a graph for every
+    namespace above the exact-scan threshold."""
     yield from _take_lock(schema)
     try:
         state: VectorSchemaState = yield Atomic(read_state(schema))
-        if state.flag_index is not None and state.index_valid:
+        if state.complete:
             return  # another process finished it while we waited
-        total: int = yield Atomic(_create_table(schema, stmts, options, state))
-        if (yield Atomic(index_state(schema))) is not True:
-            if total:
-                _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
-            yield from _backfill(schema, stmts, total, "backfilled")
-            yield from _build_index(schema, stmts, options, total, owned_connection)
-        yield from _backfill(schema, stmts, total, "caught up")
-        # Planner statistics for the new table: without them it guesses namespace
-        # sizes badly and can route a large namespace past the index.
+        total: int = yield Atomic(_create_table(schema, stmts, state))
+        if total:
+            _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
+        yield from _backfill(schema, stmts, total, "backfilled", progress)
+        # Planner statistics for the new rows before the graphs are built and used.
         yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
+        conn = yield GetConnection()
+        if conn.autocommit:
+            yield from build_missing(
+                schema, stmts, options, owned_connection=owned_connection, progress=progress
+            )
+        else:
+            # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
+            _log.warning(
+                "schema %r: the connection is not in autocommit mode, so no HNSW graph is "
+                "built now and large namespaces are searched exactly; open the store once "
+                "with dsn= (or an autocommit connection) or call build_vector_indexes()",
+                schema,
+            )
+        yield from _backfill(schema, stmts, total, "caught up", None)
+        yield Atomic(_set_meta(schema, META_LAYOUT, LAYOUT_GRAPHS))
     finally:
         yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
 
 
-def _create_table(
-    schema: str, stmts: VectorStatements, options: HnswOptions, state: VectorSchemaState
-) -> PgOp[int]:
-    """Side table and flag in one transaction; on an empty table the index too.
-    Returns how many entries there were."""
+def _set_meta(schema: str, key: str, value: str) -> PgOp[None]:
     from psycopg import sql
 
-    meta = sql.SQL(
-        "INSERT INTO {}.schema_meta (key, value) VALUES (%s, %s) "
-        "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
-    ).format(sql.Identifier(schema))
+    yield Execute(
+        sql.SQL(
+            "INSERT INTO {}.schema_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ).format(sql.Identifier(schema)),
+        [key, value],
+    )
+
+
+def _create_table(schema: str, stmts: VectorStatements, state: VectorSchemaState) -> PgOp[int]:
+    """Side table and flag in one transaction. Returns how many entries there were."""
+    from psycopg import sql
+
     # The lock CREATE TABLE ... REFERENCES takes anyway, taken first and explicitly: it
     # waits for writes in flight and holds new ones back until the flag is committed, so
     # every later write statement sees the flag. (Not the version-counter row: writers
@@ -194,20 +233,21 @@ def _create_table(
     )
     yield Execute(stmts.table)
     if state.flag_index is None:
-        yield Execute(meta, [META_DIM, str(stmts.dim)])
-        yield Execute(meta, [META_INDEX, stmts.kind])
+        yield from _set_meta(schema, META_DIM, str(stmts.dim))
+        yield from _set_meta(schema, META_INDEX, stmts.kind)
     row = yield Execute(stmts.sql["count_entries"], fetch="one")
-    total = int(row[0]) if row else 0
-    if total == 0 and (yield from index_state(schema)) is None:
-        yield Execute(stmts.create_index(options, concurrently=False))
-    return total
+    return int(row[0]) if row else 0
 
 
-def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> PgOp[int]:
+def _backfill(
+    schema: str, stmts: VectorStatements, total: int, verb: str, progress: ProgressFn | None
+) -> PgOp[int]:
     """Side rows for every entry that has none, in id order, a batch per transaction."""
     import psycopg
 
     done, after = 0, 0
+    if progress is not None:
+        progress(Progress("upgrade backfill", 0, total, "entries"))
     while True:
         rows = yield Atomic(_rows(stmts.sql["missing"], [after, _BACKFILL_BATCH]))
         if not rows:
@@ -230,80 +270,11 @@ def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> Pg
         done += len(rows)
         after = rows[-1][0]
         _log.info("schema %r: pgvector %s %d / %d entries", schema, verb, done, max(total, done))
+        if progress is not None:
+            progress(Progress("upgrade backfill", done, max(total, done), "entries"))
     return done
 
 
 def _rows(query: object, params: object, fetch: str = "all") -> PgOp[object]:
     result = yield Execute(query, params, fetch, binary=True)  # type: ignore[arg-type]
     return result
-
-
-def _build_memory_kb(rows: int, dim: int, halfvec: bool) -> int:
-    per_row = _BUILD_BYTES_PER_DIM * dim * (0.5 if halfvec else 1.0)
-    return int(min(max(rows * per_row * 1.25 / 1024, 64 * 1024), _BUILD_MEMORY_MAX_KB))
-
-
-def _build_index(
-    schema: str,
-    stmts: VectorStatements,
-    options: HnswOptions,
-    rows: int,
-    owned_connection: bool,
-) -> PgOp[None]:
-    from psycopg import sql
-
-    index = stmts.index_ident()
-    want_kb = _build_memory_kb(rows, stmts.dim, stmts.kind == "hnsw_halfvec")
-    have = yield Atomic(
-        _scalar(
-            "SELECT setting::bigint FROM pg_catalog.pg_settings "
-            "WHERE name = 'maintenance_work_mem'",
-            [],
-        )
-    )
-    have_kb = int(have) if isinstance(have, int) else 0
-    started = time.monotonic()
-    _log.info("schema %r: building the HNSW index over %d entries", schema, rows)
-    conn = yield GetConnection()
-    if conn.autocommit:
-        if (yield from index_state(schema)) is False:  # left by a failed concurrent build
-            yield Execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
-        raise_memory = owned_connection and want_kb > have_kb
-        if raise_memory:
-            yield Execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
-        elif want_kb > have_kb:
-            _log.info(
-                "schema %r: maintenance_work_mem is %d kB; about %d kB would keep the HNSW "
-                "build in memory (the store does not change settings of a connection it "
-                "does not own)",
-                schema,
-                have_kb,
-                want_kb,
-            )
-        try:
-            yield Execute(stmts.create_index(options, concurrently=True))
-        finally:
-            if raise_memory:
-                yield Execute("RESET maintenance_work_mem")
-    else:
-        # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
-        _log.warning(
-            "schema %r: the connection is not in autocommit mode, so the HNSW index is built "
-            "inside a transaction and writers wait until it is done; open the store once "
-            "with a dsn= (or an autocommit connection) to build it without blocking",
-            schema,
-        )
-        yield Atomic(_build_in_transaction(schema, stmts, options, want_kb, have_kb))
-    _log.info("schema %r: HNSW index built in %.1f s", schema, time.monotonic() - started)
-
-
-def _build_in_transaction(
-    schema: str, stmts: VectorStatements, options: HnswOptions, want_kb: int, have_kb: int
-) -> PgOp[None]:
-    from psycopg import sql
-
-    if (yield from index_state(schema)) is False:
-        yield Execute(sql.SQL("DROP INDEX IF EXISTS {}").format(stmts.index_ident()))
-    if want_kb > have_kb:
-        yield Execute("SELECT set_config('maintenance_work_mem', %s, true)", [f"{want_kb}kB"])
-    yield Execute(stmts.create_index(options, concurrently=False))

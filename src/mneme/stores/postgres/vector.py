@@ -2,15 +2,20 @@
 
 The vectors live in ``{schema}.entry_vectors`` (id, namespace, expires_at, embedding),
 one row per entry, written in the same statement as the entry and deleted with it by
-the foreign key. Search routes by namespace size inside one statement: namespaces of at
-most ``exact_search_max_rows`` rows are scanned exactly, larger ones walk the HNSW index
-with iterative scans, so a small namespace in a large table keeps its recall.
+the foreign key. Each namespace above ``exact_search_max_rows`` rows has an HNSW graph
+of its own, a partial index ``WHERE namespace = '<ns>'`` (see ``graphs``); smaller
+namespaces are scanned exactly through the btree on ``namespace``. One search statement
+serves both: with the namespace bound and a custom plan, the planner takes the
+namespace's graph when it has one and the exact scan otherwise. A graph answers an
+unfiltered nearest-neighbour walk, so a tenant's recall does not depend on how many
+other tenants share the table.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import MutableSet, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -20,20 +25,25 @@ import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
 from mneme.stores.postgres.requests import Execute, GetConnection, PgOp, Pipelined
-from mneme.stores.postgres.statements import COLUMNS, compose
+from mneme.stores.postgres.statements import COLUMNS, STAGE_COLUMNS, STAGE_COLUMNS_DDL, compose
 
 if TYPE_CHECKING:
     from psycopg.sql import Composable, Composed
 
 __all__ = [
     "HALFVEC_DIM_LIMIT",
-    "INDEX_NAME",
+    "GRAPH_PREFIX",
+    "LEGACY_INDEX_NAME",
+    "META_LAYOUT",
     "META_DIM",
     "META_INDEX",
     "VECTOR_DIM_LIMIT",
     "HnswOptions",
     "VectorStatements",
     "check_dim",
+    "graph_name",
+    "index_state",
+    "run_search",
     "index_kind",
     "parse_version",
     "side_vector",
@@ -44,7 +54,10 @@ __all__ = [
 VECTOR_DIM_LIMIT = 2_000
 HALFVEC_DIM_LIMIT = 4_000
 ITERATIVE_SCANS_SINCE = (0, 8, 0)
-INDEX_NAME = "idx_entry_vectors_hnsw"
+LEGACY_INDEX_NAME = "idx_entry_vectors_hnsw"
+"""One HNSW index over every namespace, as schemas of earlier versions have it."""
+GRAPH_PREFIX = "idx_ev_hnsw_"
+META_LAYOUT = "vector_layout"
 META_DIM = "vector_dim"
 META_INDEX = "vector_index"
 
@@ -57,7 +70,7 @@ class HnswOptions:
     ef_construction: int = 64
     ef_search: int = 100
     max_scan_tuples: int = 20_000
-    exact_search_max_rows: int = 2_000
+    exact_search_max_rows: int = 1_000
 
     def __post_init__(self) -> None:
         # pgvector's own bounds, checked here so a typo fails at construction.
@@ -147,6 +160,17 @@ _SIDE_STATEMENTS = {
     "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
     "JOIN rows r USING (namespace, query_hash) {side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
+    # The bulk path: staging table with the vectors, then one statement as above.
+    "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage_v (" + STAGE_COLUMNS_DDL + ", "
+    "vec vector, ord BIGINT) ON COMMIT DELETE ROWS",
+    "stage_copy": "COPY pg_temp.mneme_stage_v (" + STAGE_COLUMNS + ", vec, ord) FROM STDIN "
+    "(FORMAT BINARY)",
+    "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage_v), "
+    "e AS ({batch_insert} RETURNING namespace, query_hash, id, created_at, ttl), "
+    "v AS (INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
+    "JOIN rows r USING (namespace, query_hash) {side_upsert}) "
+    "SELECT namespace, query_hash, id FROM e",
     # Side rows computed in Python (upgrade, catch-up); only for entries that still
     # exist, since the foreign key would refuse the whole batch.
     "side_upsert": "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
@@ -164,35 +188,31 @@ _SIDE_STATEMENTS = {
     "(SELECT 1 FROM {schema}.entry_vectors v WHERE v.id = e.id) ORDER BY e.id LIMIT %s",
     "count_entries": "SELECT count(*) FROM {schema}.entries",
     "analyze": "ANALYZE {schema}.entry_vectors",
-    # One statement, one branch executed: the uncorrelated size test becomes a one-time
-    # filter. n counts the namespace only up to the routing threshold; a (large
-    # namespace) is a bare ORDER BY distance LIMIT k, which the HNSW index answers
-    # ("|| ''" keeps the planner from sorting the namespace's btree rows instead); x
-    # (small namespace) is exact, "+ 0" keeping the planner off the index. MATERIALIZED
-    # and the outer ORDER BY restore best-first order after the relaxed index scan.
-    "search": "WITH n AS MATERIALIZED (SELECT count(*) AS c FROM (SELECT 1 FROM "
-    "{schema}.entry_vectors WHERE namespace = %(ns)s LIMIT %(cap)s) t), "
-    "a AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
-    "WHERE namespace || '' = %(ns)s AND (SELECT c FROM n) > %(exact)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s), "
-    "x AS MATERIALIZED (SELECT id, embedding <=> %(q)b AS d FROM {schema}.entry_vectors "
-    "WHERE namespace = %(ns)s AND (SELECT c FROM n) <= %(exact)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) "
-    "ORDER BY (embedding <=> %(q)b) + 0 LIMIT %(k)s) "
-    "SELECT {entry_columns}, 1 - u.d FROM (SELECT id, d FROM a UNION ALL "
-    "SELECT id, d FROM x) u JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id "
-    "LIMIT %(k)s",
+    # The namespace's own graph (partial index) or an exact scan, chosen by the planner
+    # on a custom plan. Relaxed-order index scans return matches roughly best first, so
+    # the scan takes a few more than k; MATERIALIZED and the outer "u.d + 0" keep the
+    # planner from trusting that order, and the outer sort restores it.
+    # Both layers in one statement: the exact row (tagged 0), then the search (1).
+    "lookup": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
+    "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s) "
+    "SELECT 0, {entry_columns}, NULL::float8 FROM {schema}.entries en "
+    "WHERE en.namespace = %(ns)s AND en.query_hash = %(h)s "
+    "UNION ALL (SELECT 1, {entry_columns}, 1 - u.d FROM u "
+    "JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id LIMIT %(k)s)",
+    "search": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
+    "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s) "
+    "SELECT {entry_columns}, 1 - u.d FROM u JOIN {schema}.entries en ON en.id = u.id "
+    "ORDER BY u.d + 0, u.id LIMIT %(k)s",
     # Before pgvector 0.8.0 there are no iterative scans and no hnsw.max_scan_tuples.
-    # enable_seqscan off: for a large namespace a seq scan + sort is never what we want,
-    # but the planner picks it on small tables once the scan LIMIT is above a few rows.
-    "settings": "SELECT set_config('hnsw.ef_search', %s, true), "
-    "set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('enable_seqscan', 'off', true)",
-    "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, true), "
-    "set_config('plan_cache_mode', 'force_custom_plan', true), "
-    "set_config('enable_seqscan', 'off', true), "
-    "set_config('hnsw.iterative_scan', 'relaxed_order', true), "
-    "set_config('hnsw.max_scan_tuples', %s, true)",
+    # The last argument says whether the settings end with the transaction (a borrowed
+    # connection) or last the session (a connection the store owns): only hnsw.*
+    # settings, which nothing but vector index scans reads.
+    "settings": "SELECT set_config('hnsw.ef_search', %s, %s)",
+    "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, %s), "
+    "set_config('hnsw.iterative_scan', 'relaxed_order', %s), "
+    "set_config('hnsw.max_scan_tuples', %s, %s)",
 }
 
 
@@ -229,32 +249,41 @@ class VectorStatements:
         self.sql = {name: compose(text, schema, **extra) for name, text in _SIDE_STATEMENTS.items()}
         self.table = compose(sql_file("entry_vectors.sql"), schema, dim=sql.Literal(dim))
 
-    def create_index(self, options: HnswOptions, *, concurrently: bool) -> Composed:
+    def create_graph(self, options: HnswOptions, namespace: str, *, concurrently: bool) -> Composed:
+        """The partial HNSW index that is ``namespace``'s own graph."""
         from psycopg import sql
 
         return sql.SQL(sql_file("hnsw_index.sql")).format(
             schema=self._ident,
+            name=sql.Identifier(graph_name(namespace)),
             concurrently=sql.SQL("CONCURRENTLY" if concurrently else ""),
             indexed=self._indexed,
             m=sql.Literal(options.m),
             ef_construction=sql.Literal(options.ef_construction),
+            namespace=sql.Literal(namespace),
         )
 
-    def index_ident(self) -> Composed:
+    def index_ident(self, name: str) -> Composed:
         from psycopg import sql
 
-        return sql.SQL("{}.{}").format(self._ident, sql.Identifier(INDEX_NAME))
+        return sql.SQL("{}.{}").format(self._ident, sql.Identifier(name))
 
 
-def index_state(schema: str) -> PgOp[bool | None]:
-    """True: the HNSW index exists and is valid; False: it exists but is invalid (a
-    failed concurrent build); None: it does not exist."""
+def graph_name(namespace: str) -> str:
+    """The name of a namespace's graph: stable, at most 63 bytes, safe for any text."""
+    digest = hashlib.blake2b(namespace.encode("utf-8"), digest_size=10).hexdigest()
+    return f"{GRAPH_PREFIX}{digest}"
+
+
+def index_state(schema: str, name: str = LEGACY_INDEX_NAME) -> PgOp[bool | None]:
+    """True: the index exists and is valid; False: it exists but is invalid (a failed
+    concurrent build); None: it does not exist."""
     row = yield Execute(
         "SELECT i.indisvalid FROM pg_catalog.pg_index i "
         "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
         "WHERE n.nspname = %s AND c.relname = %s",
-        [schema, INDEX_NAME],
+        [schema, name],
         "one",
     )
     return None if row is None else bool(row[0])
@@ -265,28 +294,44 @@ def run_search(
     settings: Sequence[Any],
     iterative: bool,
     params: dict[str, Any],
+    tuned: MutableSet[Any] | None,
+    statement: str = "search",
 ) -> PgOp[list[Any]]:
-    """The search in one round trip: transaction, per-transaction settings (SET LOCAL
-    semantics via set_config), the routed query, end of transaction — pipelined, so
-    libpq sends them together and waits once. Inside a caller's transaction a savepoint
-    rolled back afterwards undoes the settings."""
+    """The search in one round trip.
+
+    ``tuned`` is given for a connection the store owns: the hnsw settings are set for
+    the session the first time (pipelined with the search) and then never again, so a
+    search is a single statement. A borrowed connection gets them per transaction
+    (SET LOCAL semantics via set_config), pipelined: transaction, settings, search,
+    end; inside a caller's transaction a savepoint rolled back afterwards undoes them.
+    """
     import psycopg
     from psycopg import pq
 
     conn = yield GetConnection()
+    settings_sql = stmts.sql["settings_iterative" if iterative else "settings"]
+    search = Execute(stmts.sql[statement], params, "all", binary=True, prepare=False)
+    if tuned is not None and conn.autocommit:
+        if conn in tuned:
+            rows: list[Any] = yield search
+            return rows
+        session = _with_scope(settings, iterative, local=False)
+        rows = yield Pipelined([Execute(settings_sql, session, prepare=False), search], 1)
+        tuned.add(conn)
+        return rows
     nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
     begin = "SAVEPOINT mneme_search" if nested else ("BEGIN" if conn.autocommit else None)
     end = ["ROLLBACK TO SAVEPOINT mneme_search", "RELEASE SAVEPOINT mneme_search"]
     if not nested:
         end = ["COMMIT"]
-    settings_sql = stmts.sql["settings_iterative" if iterative else "settings"]
     statements = [Execute(begin, prepare=False)] if begin is not None else []
-    statements.append(Execute(settings_sql, settings, prepare=False))
-    statements.append(Execute(stmts.sql["search"], params, binary=True, prepare=False))
+    local = _with_scope(settings, iterative, local=True)
+    statements.append(Execute(settings_sql, local, prepare=False))
+    statements.append(search)
     search_at = len(statements) - 1
     statements.extend(Execute(statement, prepare=False) for statement in end)
     try:
-        rows: list[Any] = yield Pipelined(statements, search_at)
+        rows = yield Pipelined(statements, search_at)
         return rows
     except psycopg.Error:
         status = conn.info.transaction_status
@@ -297,3 +342,10 @@ def run_search(
             else:
                 yield Execute("ROLLBACK")
         raise
+
+
+def _with_scope(settings: Sequence[Any], iterative: bool, *, local: bool) -> list[Any]:
+    """set_config arguments: ef_search [, max_scan_tuples], each with its scope."""
+    if iterative:
+        return [settings[0], local, local, settings[1], local]
+    return [settings[0], local]

@@ -19,3 +19,12 @@ ALTER TABLE {schema}.entry_vectors ALTER COLUMN embedding SET STORAGE MAIN;
 
 -- Namespace size for routing, and the exact scan of small namespaces.
 CREATE INDEX IF NOT EXISTS idx_entry_vectors_ns ON {schema}.entry_vectors (namespace);
+
+-- Namespaces that have (or are getting) an HNSW graph of their own. A row is written
+-- before its concurrent build starts, so a build that died half way is found and
+-- redone; the index's validity is in pg_index.
+CREATE TABLE IF NOT EXISTS {schema}.vector_graphs (
+    namespace  TEXT PRIMARY KEY,
+    index_name TEXT NOT NULL UNIQUE,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);

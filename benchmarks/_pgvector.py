@@ -1,0 +1,308 @@
+"""The pgvector store's own measurements: graph builds (with progress), where each
+namespace's search runs, recall against ef_search, planning time of the search
+statement, and a Layer-2 get against its bare-SQL floor."""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import _measure as m
+import _pg
+from _workload import Query, entry_index
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _eta(started: float, done: int, total: int | None) -> str:
+    if not total or done <= 0:
+        return ""
+    elapsed = time.perf_counter() - started
+    left = elapsed * (total - done) / done
+    return f", {elapsed:.0f} s so far, ETA {left:.0f} s"
+
+
+class ProgressPrinter:
+    """A ``progress`` callback for ``build_vector_indexes``: prints at most every
+    ``every`` seconds (and at the end) with an ETA, and keeps every call's time."""
+
+    def __init__(self, label: str, every: float = 10.0) -> None:
+        self.label = label
+        self.every = every
+        self.started = time.perf_counter()
+        self.last = -1e9
+        self.calls: list[tuple[float, int, int | None]] = []
+
+    def __call__(self, p: Any) -> None:
+        now = time.perf_counter()
+        if not self.calls:
+            self.started = now
+        self.calls.append((round(now - self.started, 2), int(p.done), p.total))
+        final = p.total is not None and p.done >= p.total
+        if now - self.last >= self.every or final:
+            self.last = now
+            total = "?" if p.total is None else f"{p.total:,}"
+            log(
+                f"    {self.label}: {p.task} {p.done:,} / {total} {p.unit}"
+                f"{_eta(self.started, p.done, p.total)}"
+            )
+
+
+_GRAPHS = re.compile(r"graphs \d+ / \d+ \((\d+) / (\d+) rows\)")
+_COUNT = re.compile(r"(\d+) / (\d+)")
+
+
+class StoreLog(logging.Handler):
+    """The store's log messages (logger "mneme.postgres") with their times: echoed at
+    most every ``every`` seconds as progress, and used to split an upgrade into
+    backfill and graph builds."""
+
+    def __init__(self, every: float = 10.0) -> None:
+        super().__init__(logging.INFO)
+        self.events: list[tuple[float, str]] = []
+        self.began = time.perf_counter()
+        self.every = every
+        self.last = -1e9
+        self.phase = ("", self.began)  # kind of progress message, when it began
+
+    def emit(self, record: logging.LogRecord) -> None:
+        now = time.perf_counter()
+        msg = record.getMessage()
+        found = _GRAPHS.search(msg) or _COUNT.search(msg)
+        extra = ""
+        if found:  # "k / K": ETA from the first message of this kind
+            kind = re.sub(r"\d+", "#", msg)
+            if kind != self.phase[0]:
+                self.phase = (kind, self.events[-1][0] if self.events else self.began)
+            extra = _eta(self.phase[1], int(found.group(1)), int(found.group(2)))
+        self.events.append((now, msg))
+        if now - self.last >= self.every or record.levelno >= logging.WARNING:
+            self.last = now
+            log(f"    store: {msg}{extra}")
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        logger = logging.getLogger("mneme.postgres")
+        old_level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.INFO)
+        self.began = time.perf_counter()
+        self.phase = ("", self.began)
+        try:
+            yield
+        finally:
+            logger.removeHandler(self)
+            logger.setLevel(old_level)
+
+    def split(self) -> dict[str, Any]:
+        """Seconds before the first graph build started (backfill), and from then to
+        the last graph built; how many graphs the log reports built."""
+        starts = [t for t, msg in self.events if "building the" in msg]
+        ends = [t for t, msg in self.events if " built" in msg]
+        out: dict[str, Any] = {
+            "graphs_logged": sum(
+                "graph of namespace" in msg and " built" in msg for _, msg in self.events
+            )
+        }
+        if starts and ends:
+            out["backfill_s"] = round(starts[0] - self.began, 2)
+            out["graph_build_s"] = round(ends[-1] - starts[0], 2)
+        return out
+
+    def messages(self, limit: int = 12) -> list[str]:
+        """The first and last few messages with their second, for the JSON."""
+        rows = [f"{t - self.began:.1f}s {msg}" for t, msg in self.events]
+        if len(rows) <= limit:
+            return rows
+        return [*rows[: limit // 2], "...", *rows[-limit // 2 :]]
+
+
+def build_graphs(store: Any, label: str, wait_s: float = 3_600.0) -> dict[str, Any]:
+    """``store.build_vector_indexes()`` timed with progress, then wait until no graph
+    is still being built elsewhere (a background build of the store itself)."""
+    if not hasattr(store, "build_vector_indexes"):
+        return {"available": False, "reason": "the store has no build_vector_indexes()"}
+    printer = ProgressPrinter(label)
+    kwargs: dict[str, Any] = {}
+    if "progress" in inspect.signature(store.build_vector_indexes).parameters:
+        kwargs["progress"] = printer
+    started = time.perf_counter()
+    built = store.build_vector_indexes(**kwargs)
+    out: dict[str, Any] = {
+        "available": True,
+        "seconds": round(time.perf_counter() - started, 2),
+        "built": len(built),
+        "progress_calls": len(printer.calls),
+    }
+    deadline = time.perf_counter() + wait_s
+    while hasattr(store, "vector_index_status") and time.perf_counter() < deadline:
+        states = Counter(g.state for g in store.vector_index_status())
+        if not states.get("building") and not states.get("pending"):
+            break
+        time.sleep(2.0)
+    out["seconds_until_settled"] = round(time.perf_counter() - started, 2)
+    return out
+
+
+def index_status(store: Any) -> dict[str, Any]:
+    """Counts of ``vector_index_status()``: namespaces per state, rows per state."""
+    if not hasattr(store, "vector_index_status"):
+        return {"available": False}
+    graphs = store.vector_index_status()
+    states = Counter(g.state for g in graphs)
+    rows: Counter[str] = Counter()
+    for g in graphs:
+        rows[g.state] += g.rows
+    return {
+        "available": True,
+        "namespaces": len(graphs),
+        "states": dict(states),
+        "rows_by_state": dict(rows),
+    }
+
+
+def ef_sweep(
+    spec: dict[str, Any],
+    sets: dict[str, list[Query]],
+    truth: dict[str, list[int]],
+    ef_values: tuple[int, ...],
+    per_set: int,
+) -> list[dict[str, Any]]:
+    """recall@1 and latency of the store's own top-1 search at each ef_search, for
+    each query set (paraphrases, topic questions, paraphrases per size class)."""
+    from mneme.testing import HashingEmbedder
+
+    emb = HashingEmbedder(int(spec["dim"]))
+    rows = []
+    for ef in ef_values:
+        store = m.make_store({**spec, "options": {**spec.get("options", {}), "ef_search": ef}})
+        store.open(emb.fingerprint, emb.dim)
+        try:
+            row: dict[str, Any] = {"ef_search": ef}
+            now = int(time.time())
+
+            def search(q: Query, store: Any = store, now: int = now) -> Any:
+                return store.search(q.namespace, q.vector, k=1, now=now)
+
+            for name, qs in sets.items():
+                qs = qs[:per_set]
+                warm = min(20, len(qs) // 5)
+                times, found = m.time_calls(search, qs, warm)
+                got = [entry_index(f[0][0].response) if f else None for f in found]
+                want = truth[name][warm : len(qs)]
+                row[name] = {
+                    "recall_at_1": m.share(got, want),
+                    "latency_ms": m.summary(times),
+                }
+            rows.append(row)
+        finally:
+            store.close()
+    return rows
+
+
+def _open_store(spec: dict[str, Any]) -> Any:
+    from mneme.testing import HashingEmbedder
+
+    emb = HashingEmbedder(int(spec["dim"]))
+    store = m.make_store(spec)
+    store.open(emb.fingerprint, emb.dim)
+    return store
+
+
+def planning(
+    spec: dict[str, Any], by_class: dict[str, list[Query]], samples: int, first_calls: int
+) -> dict[str, Any]:
+    """EXPLAIN (ANALYZE, SUMMARY) of the store's search statement for ``samples``
+    queries per size class on one warm connection, and the first statement on
+    ``first_calls`` new connections per class (the relation cache is filled per
+    connection, so the first plan costs more). Also whether the plan walked a graph."""
+    store = _open_store(spec)
+    try:
+        search = _pg.search_sql(store, spec["schema"])
+        graphs = _pg.hnsw_index_names(spec["dsn"], spec["schema"])
+        now = int(time.time())
+
+        def params(q: Query) -> dict[str, Any]:
+            return search.params(store, q.namespace, q.vector, 3, now)
+
+        out: dict[str, Any] = {"statement": search.source, "settings": search.settings}
+        classes: dict[str, Any] = {}
+        with _pg.search_connection(spec["dsn"], search) as conn:
+            for cls, qs in by_class.items():
+                for q in qs[:3]:  # warm the relation cache and the buffers
+                    _pg.explain(conn, search, params(q))
+                runs = [_pg.explain(conn, search, params(q)) for q in qs[:samples]]
+                classes[cls] = {
+                    "planning_ms": m.summary([r["planning_ms"] / 1e3 for r in runs]),
+                    "execution_ms": m.summary([r["execution_ms"] / 1e3 for r in runs]),
+                    "graph_share": round(
+                        sum(any(i in graphs for i in r["indexes"]) for r in runs) / len(runs), 3
+                    )
+                    if runs
+                    else None,
+                }
+        for cls, qs in by_class.items():
+            firsts = []
+            for q in qs[:first_calls]:
+                with _pg.search_connection(spec["dsn"], search) as conn:
+                    firsts.append(_pg.explain(conn, search, params(q))["planning_ms"] / 1e3)
+            classes[cls]["first_planning_ms"] = m.summary(firsts)
+        out["classes"] = classes
+        out["hnsw_indexes"] = len(graphs)
+        return out
+    finally:
+        store.close()
+
+
+def floor(
+    cache: Any, store: Any, spec: dict[str, Any], qs: list[Query], warmup: int
+) -> dict[str, Any]:
+    """A get that misses Layer 1 and hits Layer 2, against the same search by the store
+    alone and the store's statement run by hand on a tuned connection (the bare SQL).
+    Interleaved per query, rotating the order, so drift hits all three alike."""
+    try:
+        from mneme._policy import TOP_K as k
+    except ImportError:
+        k = 3
+    search = _pg.search_sql(store, spec["schema"])
+    times: dict[str, list[float]] = {"sql": [], "search": [], "get": []}
+    layers: Counter[str] = Counter()
+    now = int(time.time())
+    params = {id(q): search.params(store, q.namespace, q.vector, k, now) for q in qs}
+    with _pg.search_connection(spec["dsn"], search) as conn:
+
+        def run_sql(q: Query) -> Any:
+            return conn.execute(search.statement, params[id(q)], binary=True).fetchall()
+
+        calls: dict[str, Callable[[Query], Any]] = {
+            "sql": run_sql,
+            "search": lambda q: store.search(q.namespace, q.vector, k=k, now=now),
+            "get": lambda q: cache.get(q.text, embedding=q.vector, namespace=q.namespace),
+        }
+        order = list(calls)
+        for j, q in enumerate(qs):
+            for name in order[j % 3 :] + order[: j % 3]:
+                started = time.perf_counter()
+                result = calls[name](q)
+                took = time.perf_counter() - started
+                if j >= warmup:
+                    times[name].append(took)
+                    if name == "get":
+                        layers[getattr(result, "layer", None) or "miss"] += 1
+    out: dict[str, Any] = {name: m.summary(ts) for name, ts in times.items()}
+    out["get_layers"] = dict(layers)
+    out["statement"] = search.source
+    out["k"] = k
+    paired = [g - s for g, s in zip(times["get"], times["search"], strict=True)]
+    out["get_minus_search_ms"] = round(out["get"]["p50"] - out["search"]["p50"], 4)
+    out["get_minus_sql_ms"] = round(out["get"]["p50"] - out["sql"]["p50"], 4)
+    out["paired_get_minus_search_p50_ms"] = m.summary(paired)["p50"] if paired else None
+    return out

@@ -1,0 +1,353 @@
+"""One HNSW graph per large namespace: finding which namespaces need one, building it
+without blocking anyone, and reporting what exists.
+
+A graph is a partial index of the side table (``WHERE namespace = '<ns>'``), built with
+``CREATE INDEX CONCURRENTLY`` on an autocommit connection: readers and writers of every
+namespace carry on meanwhile, and the namespace is searched exactly until its graph is
+valid. The namespace is recorded in ``vector_graphs`` before the build starts, so a
+build that died half way (a crash, a cancelled statement) leaves an invalid index that
+the next build drops and redoes; an invalid index is never used by the planner, so the
+store keeps working. A per-namespace advisory lock keeps two processes from building
+the same graph. Schemas of earlier versions have one HNSW index over every namespace;
+it stays in use until every large namespace has its own graph, and is then dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+from mneme._types import Progress, ProgressFn
+from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
+from mneme.stores.postgres.vector import (
+    LEGACY_INDEX_NAME,
+    HnswOptions,
+    VectorStatements,
+    graph_name,
+    index_state,
+)
+
+__all__ = [
+    "VectorGraph",
+    "build_graph",
+    "build_missing",
+    "builder_lock",
+    "with_cleanup",
+    "release_builder_lock",
+    "graph_states",
+    "namespace_needs_graph",
+    "retire_legacy_index",
+]
+
+_log = logging.getLogger("mneme.postgres")
+
+# pgvector's HNSW build needs about 2.4 kB per row at 384 dimensions to stay in memory.
+_BUILD_BYTES_PER_DIM = 2_400 / 384
+_LOCK_POLL_S = 0.2
+BUILD_MEMORY_MAX_KB = 1024 * 1024
+
+_T = TypeVar("_T")
+
+GraphState = Literal["exact", "pending", "building", "ready", "invalid"]
+
+
+@dataclass(frozen=True, slots=True)
+class VectorGraph:
+    """Where a namespace's Layer-2 search runs.
+
+    ``state``: "ready" (searched through its own valid HNSW graph), "building" (a
+    concurrent build is under way), "pending" (large enough for a graph, not built
+    yet), "invalid" (a build died; the next build redoes it), or "exact" (small
+    enough to scan). Every state but "ready" is searched exactly, so answers stay
+    right while a graph is missing; only the time grows."""
+
+    namespace: str
+    rows: int
+    state: GraphState
+    index_name: str | None
+
+
+def _lock_key(schema: str, namespace: str) -> int:
+    digest = hashlib.blake2b(f"mneme:{schema}:graph:{namespace}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def builder_lock(schema: str, *, wait: bool) -> PgOp[bool]:
+    """The schema's graph-builder lock: one build or rebuild at a time per schema
+    (concurrent builds on one table wait on each other anyway, and a REINDEX beside a
+    build can deadlock). Polled, never waited on in the server: a session blocked in
+    pg_advisory_lock holds a snapshot that a concurrent build would wait for forever."""
+    key = _lock_key(schema, "\x00builder")
+    while not (yield Atomic(_one("SELECT pg_try_advisory_lock(%s)", [key]))):
+        if not wait:
+            return False
+        yield Sleep(_LOCK_POLL_S)
+    return True
+
+
+def release_builder_lock(schema: str) -> PgOp[None]:
+    yield Atomic(_one("SELECT pg_advisory_unlock(%s)", [_lock_key(schema, "\x00builder")]))
+
+
+def _one(query: Any, params: Any) -> PgOp[Any]:
+    row = yield Execute(query, params, "one")
+    return None if row is None else row[0]
+
+
+def _all(query: Any, params: Any) -> PgOp[list[Any]]:
+    rows: list[Any] = yield Execute(query, params, "all")
+    return rows
+
+
+def namespace_needs_graph(schema: str, namespace: str, threshold: int) -> PgOp[bool]:
+    """True when ``namespace`` holds more than ``threshold`` rows and has no valid graph
+    (cheap: counts at most threshold + 1 index entries)."""
+    from psycopg import sql
+
+    s = sql.Identifier(schema)
+    query = sql.SQL(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM {s}.entry_vectors "
+        "WHERE namespace = %s LIMIT %s) t) > %s AND NOT EXISTS ("
+        "SELECT 1 FROM {s}.vector_graphs g JOIN pg_catalog.pg_class c "
+        "ON c.relname = g.index_name AND c.relnamespace = %s::regnamespace "
+        "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
+        "WHERE g.namespace = %s AND i.indisvalid)"
+    ).format(s=s)
+    found = yield Atomic(_one(query, [namespace, threshold + 1, threshold, schema, namespace]))
+    return bool(found)
+
+
+def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
+    """Every namespace with its row count and where its search runs, largest first."""
+    from psycopg import sql
+
+    s = sql.Identifier(schema)
+    query = sql.SQL(
+        "SELECT n.namespace, n.rows, g.index_name, i.indisvalid "
+        "FROM (SELECT namespace, count(*) AS rows FROM {s}.entry_vectors GROUP BY namespace) n "
+        "LEFT JOIN {s}.vector_graphs g USING (namespace) "
+        "LEFT JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
+        "AND c.relnamespace = %s::regnamespace "
+        "LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
+        "ORDER BY n.rows DESC, n.namespace"
+    ).format(s=s)
+    rows = yield Atomic(_all(query, [schema]))
+    building = yield from _builds_running(schema)
+    out = []
+    for namespace, count, name, valid in rows:
+        state: GraphState
+        if valid:
+            state = "ready"
+        elif namespace in building:
+            state = "building"
+        elif name is not None:
+            state = "invalid"  # registered, but the build died: the next one redoes it
+        else:
+            state = "exact" if count <= threshold else "pending"
+        out.append(VectorGraph(str(namespace), int(count), state, name))
+    return out
+
+
+def _builds_running(schema: str) -> PgOp[set[str]]:
+    """Namespaces whose build lock some session holds right now."""
+    rows = yield Atomic(
+        _all(
+            "SELECT l.objid::bigint, l.classid::bigint FROM pg_catalog.pg_locks l "
+            "WHERE l.locktype = 'advisory' AND l.granted",
+            None,
+        )
+    )
+    held = {(int(c) << 32) | int(o) for o, c in rows}
+    names = yield Atomic(_all(_registry_query(schema), None))
+    return {str(ns) for (ns,) in names if (_lock_key(schema, str(ns)) & 0xFFFFFFFFFFFFFFFF) in held}
+
+
+def _registry_query(schema: str) -> Any:
+    from psycopg import sql
+
+    return sql.SQL("SELECT namespace FROM {}.vector_graphs").format(sql.Identifier(schema))
+
+
+def build_memory_kb(rows: int, dim: int, halfvec: bool) -> int:
+    per_row = _BUILD_BYTES_PER_DIM * dim * (0.5 if halfvec else 1.0)
+    return int(min(max(rows * per_row * 1.25 / 1024, 64 * 1024), BUILD_MEMORY_MAX_KB))
+
+
+def build_graph(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    namespace: str,
+    *,
+    owned_connection: bool,
+    wait: bool = True,
+) -> PgOp[bool]:
+    """Build ``namespace``'s graph on this autocommit connection; False when it was not
+    built here (another session is building it, or, with ``wait=False``, another build
+    of this schema is under way). Redoes a build that died half way."""
+    if not (yield from builder_lock(schema, wait=wait)):
+        return False
+    return (
+        yield from with_cleanup(
+            _build_locked(schema, stmts, options, namespace, owned_connection),
+            release_builder_lock(schema),
+        )
+    )
+
+
+def with_cleanup(body: PgOp[_T], cleanup: PgOp[None]) -> PgOp[_T]:
+    """``body``, then ``cleanup`` whether it succeeded or raised. Not when the operation
+    is abandoned (closed, e.g. its task cancelled): its connection is being closed, and
+    the session's locks and settings go with it."""
+    try:
+        result = yield from body
+    except GeneratorExit:
+        raise
+    except BaseException:
+        yield from cleanup
+        raise
+    yield from cleanup
+    return result
+
+
+def _build_locked(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    namespace: str,
+    owned_connection: bool,
+) -> PgOp[bool]:
+    key = _lock_key(schema, namespace)  # says "building" to vector_index_status
+    if not (yield Atomic(_one("SELECT pg_try_advisory_lock(%s)", [key]))):
+        return False
+    raised: list[bool] = []
+
+    def unlock() -> PgOp[None]:
+        if raised:
+            yield Execute("RESET maintenance_work_mem")
+        yield Atomic(_one("SELECT pg_advisory_unlock(%s)", [key]))
+
+    body = _build(schema, stmts, options, namespace, owned_connection, raised)
+    return (yield from with_cleanup(body, unlock()))
+
+
+def _build(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    namespace: str,
+    owned_connection: bool,
+    raised: list[bool],
+) -> PgOp[bool]:
+    from psycopg import sql
+
+    name = graph_name(namespace)
+    index = stmts.index_ident(name)
+    register = sql.SQL(
+        "INSERT INTO {}.vector_graphs (namespace, index_name) VALUES (%s, %s) "
+        "ON CONFLICT (namespace) DO NOTHING"
+    ).format(sql.Identifier(schema))
+    yield Atomic(_one(sql.SQL("{} RETURNING 1").format(register), [namespace, name]))
+    state = yield Atomic(index_state(schema, name))
+    if state is True:
+        return True
+    if state is False:  # left by a build that died
+        yield Execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
+    rows = yield Atomic(
+        _one(
+            sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE namespace = %s").format(
+                sql.Identifier(schema)
+            ),
+            [namespace],
+        )
+    )
+    want_kb = build_memory_kb(int(rows or 0), stmts.dim, stmts.kind == "hnsw_halfvec")
+    have = yield Atomic(
+        _one(
+            "SELECT setting::bigint FROM pg_catalog.pg_settings "
+            "WHERE name = 'maintenance_work_mem'",
+            None,
+        )
+    )
+    if owned_connection and want_kb > int(have or 0):
+        yield Execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
+        raised.append(True)
+    started = time.monotonic()
+    _log.info("schema %r: building the graph of namespace %r (%s rows)", schema, namespace, rows)
+    yield Execute(stmts.create_graph(options, namespace, concurrently=True))
+    _log.info(
+        "schema %r: graph of namespace %r built in %.1f s",
+        schema,
+        namespace,
+        time.monotonic() - started,
+    )
+    return True
+
+
+def build_missing(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    *,
+    owned_connection: bool,
+    progress: ProgressFn | None = None,
+) -> PgOp[list[str]]:
+    """Build a graph for every namespace above the threshold that has no valid one, one
+    at a time, largest first; then retire the legacy all-namespace index once no
+    namespace needs it. Returns the namespaces whose graph was built here."""
+    conn = yield GetConnection()
+    if not conn.autocommit:
+        raise ValueError(
+            "building HNSW graphs needs an autocommit connection (CREATE INDEX "
+            "CONCURRENTLY cannot run in a transaction): open the store with dsn= or an "
+            "autocommit connection"
+        )
+    states = yield from graph_states(schema, options.exact_search_max_rows)
+    todo = [g for g in states if g.state != "ready" and g.rows > options.exact_search_max_rows]
+    total_rows = sum(g.rows for g in todo)
+    built: list[str] = []
+    done_rows = 0
+    if progress is not None:
+        progress(Progress("index build", 0, total_rows, "rows"))
+    for graph in todo:
+        if (
+            yield from build_graph(
+                schema, stmts, options, graph.namespace, owned_connection=owned_connection
+            )
+        ):
+            built.append(graph.namespace)
+        done_rows += graph.rows
+        if progress is not None:
+            progress(Progress("index build", done_rows, total_rows, "rows"))
+        _log.info(
+            "schema %r: graphs %d / %d (%d / %d rows)",
+            schema,
+            len(built),
+            len(todo),
+            done_rows,
+            total_rows,
+        )
+    yield from retire_legacy_index(schema, options.exact_search_max_rows)
+    return built
+
+
+def retire_legacy_index(schema: str, threshold: int) -> PgOp[bool]:
+    """Drop the all-namespace HNSW index of an earlier layout once every namespace
+    above the threshold has its own graph; True when it was dropped."""
+    from psycopg import sql
+
+    if (yield Atomic(index_state(schema, LEGACY_INDEX_NAME))) is None:
+        return False
+    states = yield from graph_states(schema, threshold)
+    if any(g.rows > threshold and g.state != "ready" for g in states):
+        return False
+    yield Execute(
+        sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(LEGACY_INDEX_NAME)
+        )
+    )
+    _log.info("schema %r: every large namespace has its own graph; legacy index dropped", schema)
+    return True

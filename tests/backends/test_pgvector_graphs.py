@@ -1,0 +1,324 @@
+"""One HNSW graph per large namespace: built in the background or on demand, never
+blocking writers, redone after a build that died, and the layout of earlier versions
+retired once it is no longer needed. Also the bulk-load (COPY) path and the search's
+per-session settings on a connection the store owns."""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import psycopg
+import pytest
+from psycopg import sql
+
+from mneme import Progress, StoredEntry
+from mneme.stores.postgres import PostgresStore
+from mneme.stores.postgres.vector import LEGACY_INDEX_NAME, graph_name
+
+pytestmark = pytest.mark.backend("postgres")
+
+T0 = 1_700_000_000
+DIM = 32
+
+
+def fp(dim: int) -> str:
+    return f"graphs-test-{dim}"
+
+
+def unit(v: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    a = np.asarray(v, dtype=np.float64)
+    return (a / np.linalg.norm(a)).astype(np.float32)
+
+
+def entry(key: str, v: npt.ArrayLike, namespace: str = "default") -> StoredEntry:
+    return StoredEntry(
+        id=0,
+        namespace=namespace,
+        query_hash=key,
+        query=f"question {key}",
+        response=f"answer {key}",
+        embedding=np.asarray(v, dtype="<f4").tobytes(),
+        metadata=None,
+        created_at=T0,
+        last_accessed_at=T0,
+        ttl=None,
+        access_count=0,
+    )
+
+
+def vectors(n: int, seed: int) -> npt.NDArray[np.float32]:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, n // 50), DIM))
+    raw = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, DIM))
+    out: npt.NDArray[np.float32] = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(
+        np.float32
+    )
+    return out
+
+
+@pytest.fixture
+def stores() -> Iterator[list[PostgresStore]]:
+    opened: list[PostgresStore] = []
+    yield opened
+    for store in opened:
+        store.close()
+
+
+def open_store(stores: list[PostgresStore], dsn: str, schema: str, **options: Any) -> PostgresStore:
+    store = PostgresStore(dsn, schema=schema, use_pgvector=True, **options)
+    store.open(fp(DIM), DIM)
+    stores.append(store)
+    return store
+
+
+def fresh() -> str:
+    return f"mneme_g_{uuid.uuid4().hex[:16]}"
+
+
+def admin(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def states(store: PostgresStore) -> dict[str, str]:
+    return {g.namespace: g.state for g in store.vector_index_status()}
+
+
+def plan(dsn: str, store: PostgresStore, namespace: str, q: npt.NDArray[np.float32]) -> str:
+    from pgvector.psycopg import register_vector
+
+    assert store._vec is not None
+    with admin(dsn) as conn:
+        register_vector(conn)
+        query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
+        params = {"ns": namespace, "q": q, "now": T0, "k": 3, "scan": 20}
+        rows = conn.execute(query, params, prepare=False).fetchall()
+    return "\n".join(r[0] for r in rows)
+
+
+def test_a_namespace_that_grows_gets_its_graph_in_the_background(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    store = open_store(stores, postgres_dsn, fresh(), exact_search_max_rows=200)
+    big, small = vectors(600, 1), vectors(50, 2)
+    store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(big)])
+    store.insert_many([entry(f"s{i}", v, "small") for i, v in enumerate(small)])
+    deadline = time.monotonic() + 120
+    while states(store).get("big") != "ready" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert states(store) == {"big": "ready", "small": "exact"}
+    # (Whether the planner walks a 600-row graph or sorts 600 rows is its choice by
+    # cost; at the sizes that matter it takes the graph, as test_pgvector shows.)
+    for i in (3, 333, 599):
+        assert store.search("big", big[i], k=1, now=T0)[0][0].query_hash == f"b{i}"
+
+
+def test_no_background_build_without_auto_index(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    store = open_store(stores, postgres_dsn, fresh(), exact_search_max_rows=100, auto_index=False)
+    store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(vectors(300, 3))])
+    time.sleep(1.0)
+    assert states(store) == {"big": "pending"}
+    seen: list[Progress] = []
+    assert store.build_vector_indexes(progress=seen.append) == ["big"]
+    assert seen[0] == Progress("index build", 0, 300, "rows")
+    assert seen[-1] == Progress("index build", 300, 300, "rows")
+    assert states(store) == {"big": "ready"}
+    assert store.build_vector_indexes() == []  # nothing left to do
+
+
+def test_a_build_that_died_leaves_a_working_store_and_is_redone(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    schema = fresh()
+    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    data = vectors(3_000, 4)
+    store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(data)])
+    assert store._vec is not None
+    ddl = store._vec.create_graph(store._hnsw, "big", concurrently=True)
+    with admin(postgres_dsn) as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {}.vector_graphs (namespace, index_name) VALUES (%s, %s)").format(
+                sql.Identifier(schema)
+            ),
+            ["big", graph_name("big")],
+        )
+        # A build cut short (here by a statement timeout) leaves an invalid index.
+        for timeout_ms in (200, 50, 10, 2):
+            conn.execute(sql.SQL("SET statement_timeout = {}").format(timeout_ms))
+            try:
+                conn.execute(ddl)
+            except psycopg.errors.QueryCanceled:
+                break
+            conn.execute("RESET statement_timeout")
+            conn.execute(
+                sql.SQL("DROP INDEX {}.{}").format(
+                    *map(sql.Identifier, (schema, graph_name("big")))
+                )
+            )
+        else:
+            pytest.fail("could not interrupt a graph build")
+    assert states(store) == {"big": "invalid"}
+    # Still answered, exactly, while the graph is unusable.
+    assert graph_name("big") not in plan(postgres_dsn, store, "big", data[5])
+    assert store.search("big", data[5], k=1, now=T0)[0][0].query_hash == "b5"
+    assert store.build_vector_indexes() == ["big"]
+    assert states(store) == {"big": "ready"}
+    assert store.search("big", data[5], k=1, now=T0)[0][0].query_hash == "b5"
+
+
+def test_writers_carry_on_while_a_graph_builds(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    schema = fresh()
+    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    writer = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    data = vectors(30_000, 5)
+    for i in range(0, len(data), 5_000):
+        store.insert_many([entry(f"b{j}", data[j], "big") for j in range(i, i + 5_000)])
+    built: list[list[str]] = []
+    builder = threading.Thread(target=lambda: built.append(store.build_vector_indexes()))
+    builder.start()
+    durations, during_build = [], 0
+    extra = vectors(200, 6)
+    try:
+        for i, v in enumerate(extra):
+            started = time.perf_counter()
+            writer.insert(entry(f"w{i}", v, "big" if i % 2 else "other"))
+            durations.append(time.perf_counter() - started)
+            during_build += builder.is_alive()
+    finally:
+        builder.join(300)
+    assert built == [["big"]]
+    assert during_build > 20, "the build finished before the writes could overlap it"
+    assert max(durations) < 5.0
+    for i in (1, 199):
+        found = store.search("big" if i % 2 else "other", extra[i], k=1, now=T0)
+        assert found[0][0].query_hash == f"w{i}"
+
+
+def test_a_schema_with_the_earlier_all_namespace_index(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    schema = fresh()
+    first = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    data = vectors(400, 7)
+    first.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(data)])
+    first.close()
+    s = sql.Identifier(schema)
+    with admin(postgres_dsn) as conn:  # make it look like a schema of the earlier layout
+        conn.execute(sql.SQL("DROP TABLE {}.vector_graphs").format(s))
+        conn.execute(sql.SQL("DELETE FROM {}.schema_meta WHERE key = 'vector_layout'").format(s))
+        conn.execute(
+            sql.SQL(
+                "CREATE INDEX {} ON {}.entry_vectors USING hnsw (embedding vector_cosine_ops)"
+            ).format(sql.Identifier(LEGACY_INDEX_NAME), s)
+        )
+    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    assert states(store) == {"big": "pending"}
+    assert store.search("big", data[9], k=1, now=T0)[0][0].query_hash == "b9"
+    assert store.build_vector_indexes() == ["big"]
+    with admin(postgres_dsn) as conn:
+        left = conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND indexname LIKE %s",
+            [schema, "%hnsw%"],
+        ).fetchall()
+    assert left == [(graph_name("big"),)]
+    assert store.search("big", data[9], k=1, now=T0)[0][0].query_hash == "b9"
+
+
+def test_bulk_load_through_copy_keeps_the_batch_rules(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    schema = fresh()
+    store = open_store(stores, postgres_dsn, schema)
+    data = vectors(700, 8)
+    batch = [entry(f"k{i}", v, f"ns{i % 3}") for i, v in enumerate(data)]
+    batch.append(entry("k5", data[6], "ns2"))  # the same key again: the later one wins
+    ids = store.insert_many(batch)
+    assert len(set(ids)) == 700 and ids[5] == ids[-1]
+    got = store.get_by_hash("ns2", "k5")
+    assert got is not None and got.embedding == data[6].astype("<f4").tobytes()
+    again = store.insert_many(batch[:300])  # replacements keep their ids
+    assert again == ids[:300]
+    assert store.count() == 700
+    with admin(postgres_dsn) as conn:
+        side = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.entry_vectors").format(sql.Identifier(schema))
+        ).fetchone()
+    assert side == (700,)
+    assert store.search("ns0", data[9], k=1, now=T0)[0][0].query_hash == "k9"
+
+
+def test_an_owned_connection_gets_the_search_settings_once(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    store = open_store(stores, postgres_dsn, fresh(), ef_search=66)
+    v = unit(np.ones(DIM))
+    store.insert(entry("a", v))
+    assert store.search("default", v, k=1, now=T0)[0][0].query_hash == "a"
+    conn = store._source._conn  # type: ignore[attr-defined]
+    assert conn.execute("SHOW hnsw.ef_search").fetchone() == ("66",)
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            assert store.search("default", v, k=1, now=T0)[0][0].query_hash == "a"
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        sent = trace.read().decode("utf-8", "replace")
+    assert "set_config" not in sent and "BEGIN" not in sent
+    assert sum("\tF\t" in line and "\tSync" in line for line in sent.splitlines()) == 1
+
+
+def test_a_get_with_its_embedding_is_one_round_trip(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    from mneme import SemanticCache
+    from mneme.testing import HashingEmbedder
+
+    store = PostgresStore(postgres_dsn, schema=fresh(), use_pgvector=True)
+    now = [float(T0)]
+    with SemanticCache(
+        store=store, embedder=HashingEmbedder(dim=DIM), clock=lambda: now[0]
+    ) as cache:
+        data = vectors(20, 9)
+        cache.put("stored question", "stored answer", embedding=data[0], ttl=100)
+        cache.put("other question", "other answer", embedding=data[1])
+        # the same statement answers both layers, and agrees with the two calls
+        exact, found = store.lookup("default", _hash("stored question"), data[1], k=3, now=T0)
+        assert exact == store.get_by_hash("default", _hash("stored question"))
+        assert found == store.search("default", data[1], k=3, now=T0)
+        conn = store._source._conn  # type: ignore[attr-defined]
+        for query, vector, want in (
+            ("stored question", data[5], ("exact", "stored answer")),
+            ("a paraphrase", unit(data[1] + 0.01), ("semantic", "other answer")),
+        ):
+            with tempfile.TemporaryFile() as trace:
+                conn.pgconn.trace(trace.fileno())
+                try:
+                    hit = cache.get(query, embedding=vector)
+                finally:
+                    conn.pgconn.untrace()
+                trace.seek(0)
+                lines = trace.read().decode("utf-8", "replace").splitlines()
+            assert hit is not None and (hit.layer, hit.response) == want
+            assert sum("\tF\t" in line and "\tSync" in line for line in lines) == 1
+        now[0] += 200  # the exact entry expires: the same get falls through to Layer 2
+        hit = cache.get("stored question", embedding=data[1])
+        assert hit is not None and (hit.layer, hit.response) == ("semantic", "other answer")
+        assert cache.stats().expirations == 1
+        assert cache.get("nothing like it", embedding=unit(-data[1] - data[0])) is None
+
+
+def _hash(query: str) -> str:
+    from mneme._policy import normalize_query, query_hash
+
+    return query_hash(normalize_query(query))
