@@ -41,6 +41,8 @@ PUBLIC_NAMES = {
     "ConfidenceFn",
     "Validator",
     "MetricsHook",
+    "Progress",
+    "ProgressFn",
     "to_async_embedder",
     "to_sync_embedder",
     "__version__",
@@ -142,6 +144,7 @@ def test_py_typed_ships() -> None:
 
 
 DATACLASS_FIELDS = {
+    "Progress": ["task", "done", "total", "unit"],
     "Hit": [
         "response",
         "similarity",

@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
-from mneme._types import StoredEntry
+from mneme._types import ProgressFn, StoredEntry
 from mneme.stores.common import check_embedder
 from mneme.stores.postgres.requests import Atomic, Execute, FetchTypeInfo, GetConnection, PgOp
 from mneme.stores.postgres.schema import load_migrations, provision
@@ -134,6 +134,7 @@ STORE_OPTIONS = (
     "max_scan_tuples",
     "exact_search_max_rows",
     "connect_timeout",
+    "progress",
 )
 
 
@@ -168,6 +169,7 @@ class PgCore:
         self._options = {name: arguments[name] for name in STORE_OPTIONS}
         self.schema = schema
         self._use_pgvector = use_pgvector
+        self._progress: ProgressFn | None = arguments["progress"]
         self._sql: dict[str, Composed] = {}
         self._open = False
         # id -> (last now, touches) of update_access calls not yet written.
@@ -358,7 +360,11 @@ class PgCore:
         if want is not False:
             if not (state.flag_index is not None and state.index_valid):
                 yield from upgrade(
-                    self.schema, stmts, self._hnsw, owned_connection=owned_connection
+                    self.schema,
+                    stmts,
+                    self._hnsw,
+                    owned_connection=owned_connection,
+                    progress=self._progress,
                 )
             self._iterative = parse_version(version) >= ITERATIVE_SCANS_SINCE
             if not self._iterative:

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme._types import StoredEntry
+from mneme._types import ProgressFn, StoredEntry
 from mneme.stores.postgres.connection import (
     CallerConnection,
     ConnectionSource,
@@ -70,6 +70,8 @@ class PostgresStore(PgCore):
     ``hnsw_ef_construction`` shape the index when this store builds it; ``ef_search``
     and ``max_scan_tuples`` apply per search transaction; namespaces of at most
     ``exact_search_max_rows`` rows are searched exactly instead of through the index.
+    ``progress`` is called with the progress of the pgvector upgrade that ``open`` runs
+    on a schema without the side table (tasks "backfill", "index", "catch-up").
     """
 
     def __init__(
@@ -86,6 +88,7 @@ class PostgresStore(PgCore):
         max_scan_tuples: int = 20_000,
         exact_search_max_rows: int = 2_000,
         connect_timeout: float = 10.0,
+        progress: ProgressFn | None = None,
     ) -> None:
         super().__init__("PostgresStore", locals())
         require_psycopg()

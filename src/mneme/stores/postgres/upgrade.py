@@ -8,6 +8,11 @@ Then the existing entries are copied over in batches, the HNSW index is built wi
 blocking writers, and a last pass adds side rows for entries that still lack one. An
 advisory lock keeps two processes from upgrading at once; the second waits, polling,
 and then finds the work done.
+
+Progress goes to the ``mneme.postgres`` logger at INFO and, when the store was given
+one, to its ``progress`` callback: tasks "backfill" (entries copied, of all entries,
+counting those a stopped upgrade already copied), "index" (the HNSW build, reported
+when it starts and when it ends) and "catch-up" (the last pass).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import time
 from dataclasses import dataclass
 
 from mneme._errors import StoreBackendError
+from mneme._types import Progress, ProgressFn
 from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
 from mneme.stores.postgres.vector import (
     META_DIM,
@@ -152,21 +158,27 @@ def _take_lock(schema: str) -> PgOp[None]:
 
 
 def upgrade(
-    schema: str, stmts: VectorStatements, options: HnswOptions, *, owned_connection: bool
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    *,
+    owned_connection: bool,
+    progress: ProgressFn | None = None,
 ) -> PgOp[None]:
-    """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index."""
+    """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index.
+    Stopped at any point, it resumes where it was when run again."""
     yield from _take_lock(schema)
     try:
         state: VectorSchemaState = yield Atomic(read_state(schema))
         if state.flag_index is not None and state.index_valid:
             return  # another process finished it while we waited
-        total: int = yield Atomic(_create_table(schema, stmts, options, state))
+        total, mirrored = yield Atomic(_create_table(schema, stmts, options, state))
         if (yield Atomic(index_state(schema))) is not True:
             if total:
                 _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
-            yield from _backfill(schema, stmts, total, "backfilled")
-            yield from _build_index(schema, stmts, options, total, owned_connection)
-        yield from _backfill(schema, stmts, total, "caught up")
+            yield from _backfill(schema, stmts, total, mirrored, "backfill", progress)
+            yield from _build_index(schema, stmts, options, total, owned_connection, progress)
+        yield from _backfill(schema, stmts, total, 0, "catch-up", progress)
         # Planner statistics for the new table: without them it guesses namespace
         # sizes badly and can route a large namespace past the index.
         yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
@@ -174,11 +186,17 @@ def upgrade(
         yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
 
 
+def _report(progress: ProgressFn | None, task: str, done: int, total: int | None) -> None:
+    if progress is not None:
+        progress(Progress(task, done, total))
+
+
 def _create_table(
     schema: str, stmts: VectorStatements, options: HnswOptions, state: VectorSchemaState
-) -> PgOp[int]:
+) -> PgOp[tuple[int, int]]:
     """Side table and flag in one transaction; on an empty table the index too.
-    Returns how many entries there were."""
+    Returns how many entries there were, and how many side rows (left by an upgrade
+    that was stopped, or written since the flag was set)."""
     from psycopg import sql
 
     meta = sql.SQL(
@@ -198,16 +216,30 @@ def _create_table(
         yield Execute(meta, [META_INDEX, stmts.kind])
     row = yield Execute(stmts.sql["count_entries"], fetch="one")
     total = int(row[0]) if row else 0
+    row = yield Execute(stmts.sql["count_side"], fetch="one")
+    mirrored = int(row[0]) if row else 0
     if total == 0 and (yield from index_state(schema)) is None:
         yield Execute(stmts.create_index(options, concurrently=False))
-    return total
+    return total, mirrored
 
 
-def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> PgOp[int]:
-    """Side rows for every entry that has none, in id order, a batch per transaction."""
+def _backfill(
+    schema: str,
+    stmts: VectorStatements,
+    total: int,
+    mirrored: int,
+    task: str,
+    progress: ProgressFn | None,
+) -> PgOp[int]:
+    """Side rows for every entry that has none, in id order, a batch per transaction.
+    "backfill" counts from the ``mirrored`` rows already there, out of ``total``;
+    "catch-up" counts only what it adds."""
     import psycopg
 
-    done, after = 0, 0
+    verb = "backfilled" if task == "backfill" else "caught up"
+    known = total if task == "backfill" else None
+    done, after = (min(mirrored, total) if task == "backfill" else 0), 0
+    _report(progress, task, done, known)
     while True:
         rows = yield Atomic(_rows(stmts.sql["missing"], [after, _BACKFILL_BATCH]))
         if not rows:
@@ -230,6 +262,8 @@ def _backfill(schema: str, stmts: VectorStatements, total: int, verb: str) -> Pg
         done += len(rows)
         after = rows[-1][0]
         _log.info("schema %r: pgvector %s %d / %d entries", schema, verb, done, max(total, done))
+        _report(progress, task, done, None if known is None else max(known, done))
+    _report(progress, task, done, done)
     return done
 
 
@@ -249,6 +283,7 @@ def _build_index(
     options: HnswOptions,
     rows: int,
     owned_connection: bool,
+    progress: ProgressFn | None,
 ) -> PgOp[None]:
     from psycopg import sql
 
@@ -264,6 +299,7 @@ def _build_index(
     have_kb = int(have) if isinstance(have, int) else 0
     started = time.monotonic()
     _log.info("schema %r: building the HNSW index over %d entries", schema, rows)
+    _report(progress, "index", 0, rows)
     conn = yield GetConnection()
     if conn.autocommit:
         if (yield from index_state(schema)) is False:  # left by a failed concurrent build
@@ -295,6 +331,7 @@ def _build_index(
         )
         yield Atomic(_build_in_transaction(schema, stmts, options, want_kb, have_kb))
     _log.info("schema %r: HNSW index built in %.1f s", schema, time.monotonic() - started)
+    _report(progress, "index", rows, rows)
 
 
 def _build_in_transaction(

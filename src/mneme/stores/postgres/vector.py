@@ -163,6 +163,7 @@ _SIDE_STATEMENTS = {
     "FROM {schema}.entries e WHERE e.id > %s AND NOT EXISTS "
     "(SELECT 1 FROM {schema}.entry_vectors v WHERE v.id = e.id) ORDER BY e.id LIMIT %s",
     "count_entries": "SELECT count(*) FROM {schema}.entries",
+    "count_side": "SELECT count(*) FROM {schema}.entry_vectors",
     "analyze": "ANALYZE {schema}.entry_vectors",
     # One statement, one branch executed: the uncorrelated size test becomes a one-time
     # filter. n counts the namespace only up to the routing threshold; a (large
