@@ -32,7 +32,9 @@ def test_put_many_reports_embedding_per_chunk_then_the_write(tmp_path: Path) -> 
 
 def test_put_many_counts_only_texts_it_embeds(tmp_path: Path) -> None:
     events: list[Progress] = []
-    items = [*_items(3), {"query": "given", "response": "r", "embedding": EMBEDDER.embed("x")}]
+    given: dict[str, object] = {"query": "given", "response": "r", "embedding": EMBEDDER.embed("x")}
+    items: list[dict[str, object]] = [{**item} for item in _items(3)]
+    items.append(given)
     with SemanticCache(str(tmp_path / "c.db"), EMBEDDER) as cache:
         cache.put_many(items, progress=events.append)
     assert _by_task(events, "embed") == [(0, 3), (3, 3)]

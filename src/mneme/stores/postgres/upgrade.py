@@ -262,7 +262,8 @@ def _backfill(
         done += len(rows)
         after = rows[-1][0]
         _log.info("schema %r: pgvector %s %d / %d entries", schema, verb, done, max(total, done))
-        _report(progress, task, done, None if known is None else max(known, done))
+        if known is None or done < known:
+            _report(progress, task, done, known)
     _report(progress, task, done, done)
     return done
 
