@@ -135,6 +135,14 @@ class _Checks:
                 f"{available} is installed on the server, {installed} is in use",
                 "ALTER EXTENSION vector UPDATE",
             )
+        if not uses:
+            self.add(
+                "info",
+                "layer 2",
+                "this schema has no pgvector side table: each process searches in memory",
+                f"mneme upgrade --pgvector {self._target_args()} moves the search into the "
+                "database (online)",
+            )
         return str(installed)
 
     def _side_table(self, meta: Meta) -> None:

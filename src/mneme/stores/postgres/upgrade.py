@@ -168,22 +168,39 @@ def upgrade(
     """Bring ``schema`` to: side table, flag, every entry mirrored, valid HNSW index.
     Stopped at any point, it resumes where it was when run again."""
     yield from _take_lock(schema)
+    unlock = Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
     try:
-        state: VectorSchemaState = yield Atomic(read_state(schema))
-        if state.flag_index is not None and state.index_valid:
-            return  # another process finished it while we waited
-        total, mirrored = yield Atomic(_create_table(schema, stmts, options, state))
-        if (yield Atomic(index_state(schema))) is not True:
-            if total:
-                _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
-            yield from _backfill(schema, stmts, total, mirrored, "backfill", progress)
-            yield from _build_index(schema, stmts, options, total, owned_connection, progress)
-        yield from _backfill(schema, stmts, total, 0, "catch-up", progress)
-        # Planner statistics for the new table: without them it guesses namespace
-        # sizes badly and can route a large namespace past the index.
-        yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
-    finally:
-        yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+        yield from _upgrade_locked(schema, stmts, options, owned_connection, progress)
+    except GeneratorExit:
+        # The driver dropped this operation (Ctrl-C): no more requests can be made, and
+        # the session lock goes with the connection the driver then closes.
+        raise
+    except BaseException:
+        yield unlock
+        raise
+    yield unlock
+
+
+def _upgrade_locked(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    owned_connection: bool,
+    progress: ProgressFn | None,
+) -> PgOp[None]:
+    state: VectorSchemaState = yield Atomic(read_state(schema))
+    if state.flag_index is not None and state.index_valid:
+        return  # another process finished it while we waited
+    total, mirrored = yield Atomic(_create_table(schema, stmts, options, state))
+    if (yield Atomic(index_state(schema))) is not True:
+        if total:
+            _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
+        yield from _backfill(schema, stmts, total, mirrored, "backfill", progress)
+        yield from _build_index(schema, stmts, options, total, owned_connection, progress)
+    yield from _backfill(schema, stmts, total, 0, "catch-up", progress)
+    # Planner statistics for the new table: without them it guesses namespace
+    # sizes badly and can route a large namespace past the index.
+    yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
 
 
 def _report(progress: ProgressFn | None, task: str, done: int, total: int | None) -> None:
@@ -319,9 +336,14 @@ def _build_index(
             )
         try:
             yield Execute(stmts.create_index(options, concurrently=True))
-        finally:
+        except GeneratorExit:
+            raise  # dropped by the driver (Ctrl-C): the connection goes, and the setting
+        except BaseException:
             if raise_memory:
                 yield Execute("RESET maintenance_work_mem")
+            raise
+        if raise_memory:
+            yield Execute("RESET maintenance_work_mem")
     else:
         # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
         _log.warning(
