@@ -361,7 +361,8 @@ def test_a_password_is_never_printed(postgres_dsn: str, tmp_path: Path) -> None:
         ["export", unreachable, str(tmp_path / "x.jsonl")],
         ["bench", unreachable],
         ["stats", f"host=127.0.0.1 port=1 user=mneme password={secret} dbname=app"],
-        ["stats", f"postgresql://mneme:{secret}@@bad:port/x"],
+        ["stats", f"postgresql://mneme:{secret}@127.0.0.1/x?nosuchoption=1"],
+        ["stats", f"host=127.0.0.1 password='{secret}"],
     ):
         result = mneme(*args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)

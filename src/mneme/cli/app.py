@@ -82,7 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mneme.cli import commands  # noqa: F401 - registers the subcommands
 
     try:
-        code = cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+        args = list(argv) if argv is not None else None
+        code = cli.main(args=args, prog_name="mneme", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo(
             "mneme: interrupted; what was committed is whole, nothing is half-written. "

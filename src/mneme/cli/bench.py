@@ -72,7 +72,7 @@ def _scratch_store(target: Target | None, dir_: str, pgvector: bool) -> tuple[An
         path = os.path.join(dir_, "bench.db")
         from mneme.stores.sqlite import SQLiteStore
 
-        return SQLiteStore(path), f"SQLite {path} (temporary)"
+        return SQLiteStore(path), "SQLite (a temporary file)"
     schema = f"mneme_bench_{uuid.uuid4().hex[:12]}"
     scratch = Target(path=None, dsn=target.dsn, schema=schema)
     store = scratch.postgres_store(use_pgvector=pgvector)
