@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from mneme._errors import StoreBackendError
-from mneme._types import ProgressFn
+from mneme._types import Progress, ProgressFn
 from mneme.cli.app import cli, examples, resolve, target_arguments
 from mneme.cli.pgwatch import watch_index_build, with_index_watch
 from mneme.cli.progress import Bars
@@ -86,8 +86,6 @@ def rebuild_indexes(store: PostgresStore, target: Target, progress: ProgressFn) 
     here instead, and let ``vector_index_status()`` feed ``doctor``.
     """
     total = store.count()
-    from mneme._types import Progress
-
     progress(Progress("index", 0, total))
     with watch_index_build(target, "entry_vectors", total, progress):
         store.rebuild_vector_index()
