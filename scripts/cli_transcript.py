@@ -32,7 +32,7 @@ from mneme.testing import HashingEmbedder
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "cli.md"
 BLOCK = re.compile(r"(<!-- transcript (\S+) -->\n)(.*?)(<!-- end -->)", re.S)
-SCHEMA = "mneme"
+SCHEMA = "mneme_docs"  # never a schema a server may already use for real
 PAIRS_HIT = [
     ("What is the capital of France?", "what is the capital city of France"),
     ("How many legs does a spider have?", "how many legs does a spider really have"),
