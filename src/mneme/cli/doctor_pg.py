@@ -165,6 +165,8 @@ class _Checks:
             self.add("ok", "side table", f"all {entries:,} entries have their vector row")
 
     def _indexes(self, meta: Meta) -> None:
+        # SEAM: with one HNSW graph per large namespace, ask the store's
+        # vector_index_status() which graphs should exist instead of INDEX_NAME.
         rows = self.conn.execute(
             "SELECT c.relname, i.indisvalid FROM pg_catalog.pg_index i "
             "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
