@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint generate pytest bench bench-quick clean
+.PHONY: demo demo-sqlite test lint generate pytest bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The main job: Layer 2 in PostgreSQL + pgvector (embedded server), two processes.
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# The embedded default: one SQLite file, one process.
+demo-sqlite: $(STAMP)
+	$(BIN)/python examples/demo_sqlite.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks examples scripts

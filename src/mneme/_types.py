@@ -20,6 +20,26 @@ MetricsHook: TypeAlias = Callable[[str, Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a long operation has got, as handed to a ``ProgressFn``.
+
+    ``task`` names the step ("embed", "write", "export", "import", "backfill",
+    "index", "catch-up"); ``done`` counts units finished so far; ``total`` is how many
+    there will be, or None when that is not known in advance. A task reports once
+    with ``done == 0`` when it starts and once with ``done == total`` when it ends.
+    """
+
+    task: str
+    done: int
+    total: int | None
+    unit: str = "entries"
+
+
+ProgressFn: TypeAlias = Callable[[Progress], None]
+"""Called with the progress of a long operation, in the thread that runs it."""
+
+
+@dataclass(frozen=True, slots=True)
 class Hit:
     response: str
     similarity: float
@@ -83,19 +103,3 @@ class StoredEntry:
 
     def is_expired(self, now: int) -> bool:
         return self.ttl is not None and now - self.created_at >= self.ttl
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    """How far a long operation has got: ``done`` of ``total`` ``unit`` (``total`` is
-    None when unknown). Long operations take a ``progress`` callable and call it with
-    one of these as they go; the first call has ``done=0``."""
-
-    task: str
-    done: int
-    total: int | None
-    unit: str
-
-
-ProgressFn: TypeAlias = Callable[[Progress], None]
-"""Receives a ``Progress`` during a long operation (bulk load, index build, upgrade)."""

@@ -41,6 +41,8 @@ PUBLIC_NAMES = {
     "ConfidenceFn",
     "Validator",
     "MetricsHook",
+    "Progress",
+    "ProgressFn",
     "to_async_embedder",
     "to_sync_embedder",
     "__version__",
@@ -59,9 +61,6 @@ PUBLIC_NAMES = {
     "QuantizationError",
     # the protocol of a store that answers nearest-neighbour queries itself
     "VectorSearchStore",
-    # progress reports of long operations (bulk loads, index builds, upgrades)
-    "Progress",
-    "ProgressFn",
 }
 
 ERROR_NAMES = [
@@ -188,6 +187,7 @@ def test_py_typed_ships() -> None:
 
 
 DATACLASS_FIELDS = {
+    "Progress": ["task", "done", "total", "unit"],
     "Hit": [
         "response",
         "similarity",

@@ -38,9 +38,9 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert (tmp_path / "cache.db").exists()
 
 
-def test_demo_shows_exact_semantic_miss_and_stats() -> None:
+def test_sqlite_demo_shows_exact_semantic_miss_and_stats() -> None:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "demo.py")],
+        [sys.executable, str(ROOT / "examples" / "demo_sqlite.py")],
         capture_output=True,
         text=True,
         timeout=120,

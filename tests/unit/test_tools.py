@@ -113,3 +113,26 @@ def test_reembed_namespaces_and_async(tmp_path: Path) -> None:
     assert reembed(str(src), str(tmp_path / "zoo.db"), HashingEmbedder(16), namespaces=["zoo"]) == 1
     n = asyncio.run(areembed(str(src), str(tmp_path / "all.db"), HashingEmbedder(16)))
     assert n == 2
+
+
+def test_reembed_reports_progress_to_a_callback(tmp_path: Path) -> None:
+    from mneme import Progress
+
+    src = tmp_path / "old.db"
+    _fill(src)
+    events: list[Progress] = []
+    assert (
+        reembed(
+            str(src),
+            str(tmp_path / "n.db"),
+            HashingEmbedder(16),
+            batch_size=1,
+            progress=events.append,
+        )
+        == 2
+    )
+    assert [(e.task, e.done, e.total) for e in events] == [
+        ("reembed", 0, 2),
+        ("reembed", 1, 2),
+        ("reembed", 2, 2),
+    ]

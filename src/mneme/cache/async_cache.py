@@ -27,7 +27,7 @@ import itertools
 
 # sync: import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -43,13 +43,14 @@ from mneme._types import (
     IndexBackend,
     MetricsHook,
     MultiProcessMode,
+    ProgressFn,
     Stats,
     StoredEntry,
     Validator,
     VectorDtype,
 )
 from mneme.cache import flows
-from mneme.cache.dump import DumpWriter, read_dump
+from mneme.cache.dump import DumpWriter, count_rows, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
 from mneme.stores.async_protocol import AsyncLookupStore, AsyncStore  # async-only
@@ -330,14 +331,20 @@ class AsyncSemanticCache:
         await self._call(flow)
 
     async def put_many(
-        self, items: Iterable[Mapping[str, Any]], *, namespace: str = "default"
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str = "default",
+        progress: ProgressFn | None = None,
     ) -> None:
         """``put`` for a batch: all items are validated first (nothing is stored if
-        one is bad), embedded with one ``embed_many`` call when the embedder has it,
-        and written in one store transaction. Keys: query, response, and optionally
-        embedding, metadata, ttl, namespace."""
+        one is bad), embedded with one ``embed_many`` call per 1,024 texts when the
+        embedder has it, and written in one store transaction. Keys: query, response,
+        and optionally embedding, metadata, ttl, namespace. ``progress`` hears of the
+        tasks "embed" (texts) and "write" (entries)."""
         self._check_open()
-        await self._call(flows.put_many_request(self._state, items, namespace, self._now()))
+        now = self._now()
+        await self._call(flows.put_many_request(self._state, items, namespace, now, progress))
 
     async def delete(self, query: str, *, namespace: str = "default") -> bool:
         """Remove the entry for this exact (normalised) query; True if there was one."""
@@ -395,29 +402,62 @@ class AsyncSemanticCache:
 
     # -- portable dumps ---------------------------------------------------------
 
-    async def dumps(self, dest: str) -> int:
-        """Write every entry to a portable file (JSON lines); returns how many."""
+    async def dumps(self, dest: str, *, progress: ProgressFn | None = None) -> int:
+        """Write every entry to a portable file (JSON lines); returns how many.
+        ``dest`` appears only when the whole file is written. ``progress`` hears of
+        the task "export"."""
         self._check_open()
         async with self._lock:
             self._check_open()
             st = self._state
+            total: int = await self._store_call(lambda s: s.count())
+            flows.report(progress, "export", 0, total)
             rows = await self._store_call(lambda s: s.iter_all())
             with DumpWriter(dest, st.fingerprint, st.dim) as out:
                 while batch := await _take(rows, _BATCH):
                     await _blocking(lambda: out.write(batch))
+                    if out.count < total:
+                        flows.report(progress, "export", out.count, total)
+            flows.report(progress, "export", out.count, out.count)
             return out.count
+
+    async def load(self, source: str, *, progress: ProgressFn | None = None) -> int:
+        """Add the entries of a file written by ``dumps`` to this cache, each batch of
+        1,000 in one store transaction; an entry with the same namespace and query
+        is replaced, so loading a file again finishes a load that was stopped.
+        Returns how many entries were read. The file must come from this cache's
+        embedder. ``progress`` hears of the task "import"."""
+        self._check_open()
+        st = self._state
+        _header, entries = read_dump(source, st.fingerprint, st.dim)
+        total = await _blocking(lambda: count_rows(source))
+        batches = _batches(entries, _BATCH)
+        done = 0
+        flows.report(progress, "import", 0, total)
+        while batch := await _blocking(lambda: next(batches, [])):
+            await self._call(flows.load_flow(st, batch))
+            done += len(batch)
+            if done < total:
+                flows.report(progress, "import", done, total)
+        flows.report(progress, "import", done, done)
+        return done
 
     @classmethod
     async def loads(
-        cls, source: str, path: str, embedder: Embedder, **kwargs: Any
+        cls,
+        source: str,
+        path: str,
+        embedder: Embedder,
+        *,
+        progress: ProgressFn | None = None,
+        **kwargs: Any,
     ) -> AsyncSemanticCache:
         """Build a cache at ``path`` (SQLite) from a file written by ``dumps``."""
-        _header, entries = read_dump(source, embedder.fingerprint, embedder.dim)
+        read_dump(source, embedder.fingerprint, embedder.dim)  # refuse before creating
         cache = cls(path, embedder, **kwargs)
         try:
             await cache.open()
-            for batch in _batches(entries, _BATCH):
-                await cache._call(flows.load_flow(cache._state, batch))
+            await cache.load(source, progress=progress)
         except BaseException:
             await cache.close()
             raise
@@ -444,7 +484,7 @@ async def _take(source: Any, n: int) -> list[Any]:
     return await _blocking(lambda: list(itertools.islice(source, n)))
 
 
-def _batches(items: Iterable[StoredEntry], n: int) -> Iterable[list[StoredEntry]]:
+def _batches(items: Iterable[StoredEntry], n: int) -> Iterator[list[StoredEntry]]:
     it = iter(items)
     while batch := list(itertools.islice(it, n)):
         yield batch

@@ -64,10 +64,8 @@ def write_dump(dest: str, fingerprint: str, dim: int, entries: Iterable[StoredEn
     return out.count
 
 
-def read_dump(
-    source: str, fingerprint: str, dim: int
-) -> tuple[dict[str, object], Iterator[StoredEntry]]:
-    """Check the header against the embedder, then stream the entries."""
+def read_header(source: str) -> dict[str, object]:
+    """The header of a dump (format, version, fingerprint, dim), checked to be one."""
     try:
         with open(source, encoding="utf-8") as f:
             header = json.loads(f.readline())
@@ -75,6 +73,22 @@ def read_dump(
         raise CheckpointError(f"cannot read mneme dump {source!r}: {exc}") from exc
     if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise CheckpointError(f"{source!r} is not a mneme dump")
+    if not isinstance(header.get("fingerprint"), str) or not isinstance(header.get("dim"), int):
+        raise CheckpointError(f"{source!r}: the dump header names no embedder fingerprint and dim")
+    return header
+
+
+def count_rows(source: str) -> int:
+    """How many entries a dump holds (one line each after the header)."""
+    with open(source, "rb") as f:
+        return max(sum(1 for line in f if line.strip()) - 1, 0)
+
+
+def read_dump(
+    source: str, fingerprint: str, dim: int
+) -> tuple[dict[str, object], Iterator[StoredEntry]]:
+    """Check the header against the embedder, then stream the entries."""
+    header = read_header(source)
     if header.get("fingerprint") != fingerprint:
         raise EmbedderMismatchError(
             f"dump {source!r} was written with embedder {header.get('fingerprint')!r}, not "
@@ -89,6 +103,8 @@ def read_dump(
         with open(source, encoding="utf-8") as f:
             f.readline()
             for line in f:
+                if not line.strip():
+                    continue
                 r = json.loads(line)
                 yield StoredEntry(
                     id=0,

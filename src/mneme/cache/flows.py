@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from mneme._errors import EmbedderDimensionError
 from mneme._policy import TOP_K, check_namespace, eviction_batch, from_bytes, unit_vector
-from mneme._types import Health, Hit, Stats, StoredEntry
+from mneme._types import Health, Hit, Progress, ProgressFn, Stats, StoredEntry
 from mneme.cache.core import (
     Counters,
     PreparedPut,
@@ -39,6 +39,9 @@ from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store, Vecto
 log = logging.getLogger("mneme")
 
 _INDEX_LOAD_BATCH = 8192
+# Texts per embedder call of a large put_many: bounds the embedder's working memory
+# and lets progress be reported between calls.
+_EMBED_CHUNK = 1024
 _T = TypeVar("_T")
 
 
@@ -350,29 +353,47 @@ def _candidates(
 # -- writes ----------------------------------------------------------------------
 
 
+def report(progress: ProgressFn | None, task: str, done: int, total: int | None) -> None:
+    if progress is not None:
+        progress(Progress(task, done, total))
+
+
 def put_flow(
-    st: CacheState, prepared: Sequence[PreparedPut], now: int, *, batch: bool
+    st: CacheState,
+    prepared: Sequence[PreparedPut],
+    now: int,
+    *,
+    batch: bool,
+    progress: ProgressFn | None = None,
 ) -> Flow[None]:
-    """Embed what has no embedding, write in one store call, index, evict."""
+    """Embed what has no embedding (a large batch in chunks), write in one store call,
+    index, evict. ``progress`` hears of the tasks "embed" and "write"."""
     todo = [p for p in prepared if p.embedding is None]
     vectors: dict[int, npt.NDArray[np.float32]] = {}
+    step = _EMBED_CHUNK if batch else 1
     if todo:
-        raw = yield EmbedCall(tuple(p.text for p in todo), batch=batch)
-        if len(raw) != len(todo):
+        report(progress, "embed", 0, len(todo))
+    for start in range(0, len(todo), step):
+        chunk = todo[start : start + step]
+        raw = yield EmbedCall(tuple(p.text for p in chunk), batch=batch)
+        if len(raw) != len(chunk):
             raise EmbedderDimensionError(
-                f"the embedder returned {len(raw)} vectors for {len(todo)} texts (dim mismatch)"
+                f"the embedder returned {len(raw)} vectors for {len(chunk)} texts (dim mismatch)"
             )
-        vectors = {id(p): embedder_vector(r, st.dim) for p, r in zip(todo, raw, strict=True)}
+        vectors.update((id(p), embedder_vector(r, st.dim)) for p, r in zip(chunk, raw, strict=True))
+        report(progress, "embed", start + len(chunk), len(todo))
     entries = dedupe_batch(
         [
             build_entry(p, p.embedding if p.embedding is not None else vectors[id(p)], now)
             for p in prepared
         ]
     )
+    report(progress, "write", 0, len(entries))
     if batch:
         ids: list[int] = yield from store(lambda s: s.insert_many(entries))
     else:
         ids = [(yield from store(lambda s: s.insert(entries[0])))]
+    report(progress, "write", len(entries), len(entries))
     if st.index is not None:
         st.index.add(
             ids,
@@ -620,10 +641,16 @@ def put_request(
 
 
 def put_many_request(
-    st: CacheState, items: Iterable[Mapping[str, Any]], namespace: Any, now: int
+    st: CacheState,
+    items: Iterable[Mapping[str, Any]],
+    namespace: Any,
+    now: int,
+    progress: ProgressFn | None = None,
 ) -> Flow[None]:
     prepared = prepare_put_items(st.options, items, namespace, st.dim)
-    return put_flow(st, prepared, now, batch=True) if prepared else _done(None)
+    if not prepared:
+        return _done(None)
+    return put_flow(st, prepared, now, batch=True, progress=progress)
 
 
 def delete_request(st: CacheState, query: Any, namespace: Any) -> Flow[bool]:

@@ -12,7 +12,7 @@ import contextlib
 import itertools
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -28,13 +28,14 @@ from mneme._types import (
     IndexBackend,
     MetricsHook,
     MultiProcessMode,
+    ProgressFn,
     Stats,
     StoredEntry,
     Validator,
     VectorDtype,
 )
 from mneme.cache import flows
-from mneme.cache.dump import DumpWriter, read_dump
+from mneme.cache.dump import DumpWriter, count_rows, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
 from mneme.stores.capabilities import searches_itself
@@ -272,13 +273,21 @@ class SemanticCache:
         )
         self._call(flow)
 
-    def put_many(self, items: Iterable[Mapping[str, Any]], *, namespace: str = "default") -> None:
+    def put_many(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str = "default",
+        progress: ProgressFn | None = None,
+    ) -> None:
         """``put`` for a batch: all items are validated first (nothing is stored if
-        one is bad), embedded with one ``embed_many`` call when the embedder has it,
-        and written in one store transaction. Keys: query, response, and optionally
-        embedding, metadata, ttl, namespace."""
+        one is bad), embedded with one ``embed_many`` call per 1,024 texts when the
+        embedder has it, and written in one store transaction. Keys: query, response,
+        and optionally embedding, metadata, ttl, namespace. ``progress`` hears of the
+        tasks "embed" (texts) and "write" (entries)."""
         self._check_open()
-        self._call(flows.put_many_request(self._state, items, namespace, self._now()))
+        now = self._now()
+        self._call(flows.put_many_request(self._state, items, namespace, now, progress))
 
     def delete(self, query: str, *, namespace: str = "default") -> bool:
         """Remove the entry for this exact (normalised) query; True if there was one."""
@@ -336,27 +345,62 @@ class SemanticCache:
 
     # -- portable dumps ---------------------------------------------------------
 
-    def dumps(self, dest: str) -> int:
-        """Write every entry to a portable file (JSON lines); returns how many."""
+    def dumps(self, dest: str, *, progress: ProgressFn | None = None) -> int:
+        """Write every entry to a portable file (JSON lines); returns how many.
+        ``dest`` appears only when the whole file is written. ``progress`` hears of
+        the task "export"."""
         self._check_open()
         with self._lock:
             self._check_open()
             st = self._state
+            total: int = self._store_call(lambda s: s.count())
+            flows.report(progress, "export", 0, total)
             rows = self._store_call(lambda s: s.iter_all())
             with DumpWriter(dest, st.fingerprint, st.dim) as out:
                 while batch := _take(rows, _BATCH):
                     _blocking(lambda: out.write(batch))
+                    if out.count < total:
+                        flows.report(progress, "export", out.count, total)
+            flows.report(progress, "export", out.count, out.count)
             return out.count
 
+    def load(self, source: str, *, progress: ProgressFn | None = None) -> int:
+        """Add the entries of a file written by ``dumps`` to this cache, each batch of
+        1,000 in one store transaction; an entry with the same namespace and query
+        is replaced, so loading a file again finishes a load that was stopped.
+        Returns how many entries were read. The file must come from this cache's
+        embedder. ``progress`` hears of the task "import"."""
+        self._check_open()
+        st = self._state
+        _header, entries = read_dump(source, st.fingerprint, st.dim)
+        total = _blocking(lambda: count_rows(source))
+        batches = _batches(entries, _BATCH)
+        done = 0
+        flows.report(progress, "import", 0, total)
+        while batch := _blocking(lambda: next(batches, [])):
+            self._call(flows.load_flow(st, batch))
+            done += len(batch)
+            if done < total:
+                flows.report(progress, "import", done, total)
+        flows.report(progress, "import", done, done)
+        return done
+
     @classmethod
-    def loads(cls, source: str, path: str, embedder: Embedder, **kwargs: Any) -> SemanticCache:
+    def loads(
+        cls,
+        source: str,
+        path: str,
+        embedder: Embedder,
+        *,
+        progress: ProgressFn | None = None,
+        **kwargs: Any,
+    ) -> SemanticCache:
         """Build a cache at ``path`` (SQLite) from a file written by ``dumps``."""
-        _header, entries = read_dump(source, embedder.fingerprint, embedder.dim)
+        read_dump(source, embedder.fingerprint, embedder.dim)  # refuse before creating
         cache = cls(path, embedder, **kwargs)
         try:
             cache.open()
-            for batch in _batches(entries, _BATCH):
-                cache._call(flows.load_flow(cache._state, batch))
+            cache.load(source, progress=progress)
         except BaseException:
             cache.close()
             raise
@@ -373,7 +417,7 @@ def _take(source: Any, n: int) -> list[Any]:
     return _blocking(lambda: list(itertools.islice(source, n)))
 
 
-def _batches(items: Iterable[StoredEntry], n: int) -> Iterable[list[StoredEntry]]:
+def _batches(items: Iterable[StoredEntry], n: int) -> Iterator[list[StoredEntry]]:
     it = iter(items)
     while batch := list(itertools.islice(it, n)):
         yield batch

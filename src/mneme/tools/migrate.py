@@ -19,7 +19,7 @@ import numpy as np
 from mneme._embedder import AsyncEmbedder, BatchEmbedder, Embedder, to_sync_embedder
 from mneme._errors import CorruptCacheError
 from mneme._policy import normalize_query, to_bytes, unit_vector
-from mneme._types import StoredEntry
+from mneme._types import Progress, ProgressFn, StoredEntry
 from mneme.stores.sqlite import SQLiteStore
 
 __all__ = ["areembed", "reembed"]
@@ -68,12 +68,14 @@ def reembed(
     new_embedder: Embedder,
     *,
     batch_size: int = 64,
-    progress: bool = False,
+    progress: bool | ProgressFn = False,
     namespaces: Sequence[str] | None = None,
 ) -> int:
     """Copy every entry (or those of ``namespaces``) of the SQLite cache at
     ``source_path`` into a new cache at ``dest_path``, embedded by ``new_embedder``.
-    Returns the number of entries written. ``progress=True`` logs each batch."""
+    Returns the number of entries written. ``progress=True`` logs each batch; a
+    ``ProgressFn`` is called with task "reembed" (the total counts every entry of
+    the source, so a namespace filter ends below it)."""
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
     fingerprint, dim = _stored_embedder(source_path)
@@ -86,6 +88,8 @@ def reembed(
         try:
             total = source.count()
             done = 0
+            if callable(progress):
+                progress(Progress("reembed", 0, total))
             selected = (e for e in source.iter_all() if wanted is None or e.namespace in wanted)
             for batch in _batches(selected, batch_size):
                 # The embedder sees the normalised query, as the cache's put does.
@@ -94,8 +98,13 @@ def reembed(
                     [replace(e, id=0, embedding=v) for e, v in zip(batch, vectors, strict=True)]
                 )
                 done += len(batch)
-                if progress:
+                if callable(progress):
+                    if done < total:
+                        progress(Progress("reembed", done, total))
+                elif progress:
                     log.info("reembed: %d / %d entries", done, total)
+            if callable(progress):
+                progress(Progress("reembed", done, done))
             return done
         finally:
             dest.close()
@@ -109,7 +118,7 @@ async def areembed(
     new_embedder: Embedder | AsyncEmbedder,
     *,
     batch_size: int = 64,
-    progress: bool = False,
+    progress: bool | ProgressFn = False,
     namespaces: Sequence[str] | None = None,
 ) -> int:
     """``reembed`` for async code: runs in a worker thread (an async embedder is

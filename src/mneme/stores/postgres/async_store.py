@@ -94,6 +94,8 @@ class AsyncPostgresStore(PgCore):
     background when a namespace it writes to crosses the threshold;
     ``build_vector_indexes()`` does it on demand and ``vector_index_status()`` shows
     where each namespace stands.
+    ``progress`` is called with the progress of the pgvector upgrade that ``open`` runs
+    on a schema without the side table (tasks "backfill", "index", "catch-up").
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class AsyncPostgresStore(PgCore):
         exact_search_max_rows: int = 1_000,
         auto_index: bool = True,
         connect_timeout: float = 10.0,
+        progress: ProgressFn | None = None,
     ) -> None:
         super().__init__("AsyncPostgresStore", locals())
         require_psycopg()

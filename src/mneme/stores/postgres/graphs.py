@@ -23,6 +23,7 @@ from typing import Any, Literal, TypeVar
 from mneme._types import Progress, ProgressFn
 from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
 from mneme.stores.postgres.vector import (
+    GRAPH_PREFIX,
     LEGACY_INDEX_NAME,
     HnswOptions,
     VectorStatements,
@@ -33,6 +34,8 @@ from mneme.stores.postgres.vector import (
 __all__ = [
     "VectorGraph",
     "build_graph",
+    "GRAPH_PREFIX",
+    "build_memory_kb",
     "build_missing",
     "builder_lock",
     "with_cleanup",
@@ -311,7 +314,7 @@ def build_missing(
     built: list[str] = []
     done_rows = 0
     if progress is not None:
-        progress(Progress("index build", 0, total_rows, "rows"))
+        progress(Progress("index", 0, total_rows, "rows"))
     for graph in todo:
         if (
             yield from build_graph(
@@ -321,7 +324,7 @@ def build_missing(
             built.append(graph.namespace)
         done_rows += graph.rows
         if progress is not None:
-            progress(Progress("index build", done_rows, total_rows, "rows"))
+            progress(Progress("index", done_rows, total_rows, "rows"))
         _log.info(
             "schema %r: graphs %d / %d (%d / %d rows)",
             schema,

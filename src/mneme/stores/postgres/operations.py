@@ -164,6 +164,7 @@ STORE_OPTIONS = (
     "exact_search_max_rows",
     "auto_index",
     "connect_timeout",
+    "progress",
 )
 
 
@@ -198,6 +199,7 @@ class PgCore:
         self._options = {name: arguments[name] for name in STORE_OPTIONS}
         self.schema = schema
         self._use_pgvector = use_pgvector
+        self._progress: ProgressFn | None = arguments["progress"]
         self._sql: dict[str, Composed] = {}
         self._open = False
         # id -> (last now, touches) of update_access calls not yet written.
@@ -400,7 +402,11 @@ class PgCore:
         if want is not False:
             if not state.complete:
                 yield from upgrade(
-                    self.schema, stmts, self._hnsw, owned_connection=owned_connection
+                    self.schema,
+                    stmts,
+                    self._hnsw,
+                    owned_connection=owned_connection,
+                    progress=self._progress,
                 )
             self._iterative = parse_version(version) >= ITERATIVE_SCANS_SINCE
             if not self._iterative:

@@ -88,6 +88,8 @@ class PostgresStore(PgCore):
     background when a namespace it writes to crosses the threshold;
     ``build_vector_indexes()`` does it on demand and ``vector_index_status()`` shows
     where each namespace stands.
+    ``progress`` is called with the progress of the pgvector upgrade that ``open`` runs
+    on a schema without the side table (tasks "backfill", "index", "catch-up").
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class PostgresStore(PgCore):
         exact_search_max_rows: int = 1_000,
         auto_index: bool = True,
         connect_timeout: float = 10.0,
+        progress: ProgressFn | None = None,
     ) -> None:
         super().__init__("PostgresStore", locals())
         require_psycopg()

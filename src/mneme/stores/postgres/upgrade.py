@@ -10,6 +10,11 @@ side rows for entries that still lack one, and ``vector_layout`` is recorded as 
 Interrupted anywhere, the next opener resumes where it stopped. An advisory lock keeps
 two processes from upgrading at once; the second waits, polling, and then finds the
 work done.
+
+Progress goes to the ``mneme.postgres`` logger at INFO and, when the store was given
+one, to its ``progress`` callback: tasks "backfill" (entries copied, of all entries,
+counting those a stopped upgrade already copied), "index" (rows of the namespaces whose
+graphs are built, after each graph) and "catch-up" (the last pass).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from dataclasses import dataclass
 
 from mneme._errors import StoreBackendError
 from mneme._types import Progress, ProgressFn
-from mneme.stores.postgres.graphs import build_missing
+from mneme.stores.postgres.graphs import build_missing, with_cleanup
 from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
 from mneme.stores.postgres.vector import (
     META_DIM,
@@ -177,35 +182,54 @@ def upgrade(
     progress: ProgressFn | None = None,
 ) -> PgOp[None]:
     """Bring ``schema`` to: side table, flag, every entry mirrored, a graph for every
-    namespace above the exact-scan threshold."""
+    namespace above the exact-scan threshold. Stopped at any point, it resumes where it
+    was when run again."""
     yield from _take_lock(schema)
-    try:
-        state: VectorSchemaState = yield Atomic(read_state(schema))
-        if state.complete:
-            return  # another process finished it while we waited
-        total: int = yield Atomic(_create_table(schema, stmts, state))
-        if total:
-            _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
-        yield from _backfill(schema, stmts, total, "backfilled", progress)
-        # Planner statistics for the new rows before the graphs are built and used.
-        yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
-        conn = yield GetConnection()
-        if conn.autocommit:
-            yield from build_missing(
-                schema, stmts, options, owned_connection=owned_connection, progress=progress
-            )
-        else:
-            # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
-            _log.warning(
-                "schema %r: the connection is not in autocommit mode, so no HNSW graph is "
-                "built now and large namespaces are searched exactly; open the store once "
-                "with dsn= (or an autocommit connection) or call build_vector_indexes()",
-                schema,
-            )
-        yield from _backfill(schema, stmts, total, "caught up", None)
-        yield Atomic(_set_meta(schema, META_LAYOUT, LAYOUT_GRAPHS))
-    finally:
-        yield Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+    unlock = Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+    body = _upgrade_locked(schema, stmts, options, owned_connection, progress)
+    yield from with_cleanup(body, _one_request(unlock))
+
+
+def _one_request(request: Atomic) -> PgOp[None]:
+    yield request
+
+
+def _upgrade_locked(
+    schema: str,
+    stmts: VectorStatements,
+    options: HnswOptions,
+    owned_connection: bool,
+    progress: ProgressFn | None,
+) -> PgOp[None]:
+    state: VectorSchemaState = yield Atomic(read_state(schema))
+    if state.complete:
+        return  # another process finished it while we waited
+    total, mirrored = yield Atomic(_create_table(schema, stmts, state))
+    if total:
+        _log.info("schema %r: pgvector upgrade of %d entries started", schema, total)
+    yield from _backfill(schema, stmts, total, mirrored, "backfill", progress)
+    # Planner statistics for the new rows before the graphs are built and used.
+    yield Atomic(_rows(stmts.sql["analyze"], None, fetch="none"))
+    conn = yield GetConnection()
+    if conn.autocommit:
+        yield from build_missing(
+            schema, stmts, options, owned_connection=owned_connection, progress=progress
+        )
+    else:
+        # CREATE INDEX CONCURRENTLY cannot run inside a transaction block.
+        _log.warning(
+            "schema %r: the connection is not in autocommit mode, so no HNSW graph is "
+            "built now and large namespaces are searched exactly; open the store once "
+            "with dsn= (or an autocommit connection) or call build_vector_indexes()",
+            schema,
+        )
+    yield from _backfill(schema, stmts, total, 0, "catch-up", progress)
+    yield Atomic(_set_meta(schema, META_LAYOUT, LAYOUT_GRAPHS))
+
+
+def _report(progress: ProgressFn | None, task: str, done: int, total: int | None) -> None:
+    if progress is not None:
+        progress(Progress(task, done, total))
 
 
 def _set_meta(schema: str, key: str, value: str) -> PgOp[None]:
@@ -220,8 +244,12 @@ def _set_meta(schema: str, key: str, value: str) -> PgOp[None]:
     )
 
 
-def _create_table(schema: str, stmts: VectorStatements, state: VectorSchemaState) -> PgOp[int]:
-    """Side table and flag in one transaction. Returns how many entries there were."""
+def _create_table(
+    schema: str, stmts: VectorStatements, state: VectorSchemaState
+) -> PgOp[tuple[int, int]]:
+    """Side table and flag in one transaction. Returns how many entries there were, and
+    how many side rows (left by an upgrade that was stopped, or written since the flag
+    was set)."""
     from psycopg import sql
 
     # The lock CREATE TABLE ... REFERENCES takes anyway, taken first and explicitly: it
@@ -236,18 +264,29 @@ def _create_table(schema: str, stmts: VectorStatements, state: VectorSchemaState
         yield from _set_meta(schema, META_DIM, str(stmts.dim))
         yield from _set_meta(schema, META_INDEX, stmts.kind)
     row = yield Execute(stmts.sql["count_entries"], fetch="one")
-    return int(row[0]) if row else 0
+    total = int(row[0]) if row else 0
+    row = yield Execute(stmts.sql["count_side"], fetch="one")
+    mirrored = int(row[0]) if row else 0
+    return total, mirrored
 
 
 def _backfill(
-    schema: str, stmts: VectorStatements, total: int, verb: str, progress: ProgressFn | None
+    schema: str,
+    stmts: VectorStatements,
+    total: int,
+    mirrored: int,
+    task: str,
+    progress: ProgressFn | None,
 ) -> PgOp[int]:
-    """Side rows for every entry that has none, in id order, a batch per transaction."""
+    """Side rows for every entry that has none, in id order, a batch per transaction.
+    "backfill" counts from the ``mirrored`` rows already there, out of ``total``;
+    "catch-up" counts only what it adds."""
     import psycopg
 
-    done, after = 0, 0
-    if progress is not None:
-        progress(Progress("upgrade backfill", 0, total, "entries"))
+    verb = "backfilled" if task == "backfill" else "caught up"
+    known = total if task == "backfill" else None
+    done, after = (min(mirrored, total) if task == "backfill" else 0), 0
+    _report(progress, task, done, known)
     while True:
         rows = yield Atomic(_rows(stmts.sql["missing"], [after, _BACKFILL_BATCH]))
         if not rows:
@@ -270,8 +309,9 @@ def _backfill(
         done += len(rows)
         after = rows[-1][0]
         _log.info("schema %r: pgvector %s %d / %d entries", schema, verb, done, max(total, done))
-        if progress is not None:
-            progress(Progress("upgrade backfill", done, max(total, done), "entries"))
+        if known is None or done < known:
+            _report(progress, task, done, known)
+    _report(progress, task, done, done)
     return done
 
 

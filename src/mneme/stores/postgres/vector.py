@@ -187,6 +187,7 @@ _SIDE_STATEMENTS = {
     "FROM {schema}.entries e WHERE e.id > %s AND NOT EXISTS "
     "(SELECT 1 FROM {schema}.entry_vectors v WHERE v.id = e.id) ORDER BY e.id LIMIT %s",
     "count_entries": "SELECT count(*) FROM {schema}.entries",
+    "count_side": "SELECT count(*) FROM {schema}.entry_vectors",
     "analyze": "ANALYZE {schema}.entry_vectors",
     # The namespace's own graph (partial index) or an exact scan, chosen by the planner
     # on a custom plan. Relaxed-order index scans return matches roughly best first, so
