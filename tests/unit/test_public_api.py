@@ -150,6 +150,7 @@ DATACLASS_FIELDS = {
         "layer",
         "namespace",
         "metadata",
+        "checks_passed",
     ],
     "Stats": [
         "namespace",
@@ -164,6 +165,7 @@ DATACLASS_FIELDS = {
         "memory_bytes_estimate",
         "index_memory_bytes",
         "index_tombstone_count",
+        "refusals",
     ],
     "Health": [
         "healthy",
@@ -209,10 +211,12 @@ def test_stats_optional_fields_default_to_none() -> None:
     s = mneme.Stats(None, 0, 0, 0, 0, 0, 0, "fp", "float32", 0)
     assert s.index_memory_bytes is None
     assert s.index_tombstone_count is None
+    assert s.refusals == {}
 
 
 def test_hit_is_frozen_and_has_no_dict() -> None:
     hit = mneme.Hit("r", 1.0, 1.0, 0.0, "exact", "default", None)
+    assert hit.checks_passed == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.response = "x"  # type: ignore[misc]
     assert not hasattr(hit, "__dict__")
