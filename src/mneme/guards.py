@@ -391,8 +391,8 @@ def _order_flipped(wa: tuple[str, ...], wb: tuple[str, ...]) -> bool:
     "into", "vs" ...) that stands between them in both texts."""
     if words.DIRECTIONAL.isdisjoint(wa) or words.DIRECTIONAL.isdisjoint(wb):
         return False
-    pos_b = _unique_positions(wb)
-    shared = [(i, pos_b[w]) for i, w in _unique_positions(wa).items_by_position() if w in pos_b]
+    pos_a, pos_b = _unique_positions(wa), _unique_positions(wb)
+    shared = sorted((i, pos_b[w]) for w, i in pos_a.items() if w in pos_b)
     for x, (ia, ib) in enumerate(shared):
         for ja, jb in shared[x + 1 :]:
             if ib > jb and _direction_between(wa, ia, ja) and _direction_between(wb, jb, ib):
@@ -400,19 +400,14 @@ def _order_flipped(wa: tuple[str, ...], wb: tuple[str, ...]) -> bool:
     return False
 
 
-class _Positions(dict[str, int]):
-    def items_by_position(self) -> list[tuple[int, str]]:
-        return sorted((i, w) for w, i in self.items())
-
-
-def _unique_positions(tokens: tuple[str, ...]) -> _Positions:
+def _unique_positions(tokens: tuple[str, ...]) -> dict[str, int]:
     """Content words that occur once, with their position."""
     counts = Counter(tokens)
-    return _Positions(
-        (w, i)
+    return {
+        w: i
         for i, w in enumerate(tokens)
         if counts[w] == 1 and w not in words.FUNCTION_WORDS and w not in words.DIRECTIONAL
-    )
+    }
 
 
 def _direction_between(tokens: tuple[str, ...], start: int, end: int) -> bool:
