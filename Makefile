@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo demo-sqlite test lint generate pytest bench bench-quick clean
+.PHONY: demo demo-sqlite test lint generate pytest bench bench-quick quality quality-speed clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,15 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run.py --quick $(BENCH_ARGS)
+
+# Wrong-hit rates on the fow-cache test half (docs/quality.md, benchmarks/results/).
+quality: $(STAMP)
+	$(BIN)/python benchmarks/quality.py $(QUALITY_ARGS)
+
+# MiniLM vectors/s and latency, and the near-miss checks' cost per pair.
+quality-speed: $(STAMP)
+	$(BIN)/python benchmarks/minilm_speed.py
+	$(BIN)/python benchmarks/guards_speed.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build src/*.egg-info

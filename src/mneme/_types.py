@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
 VectorDtype: TypeAlias = Literal["float32", "float16", "int8"]
@@ -16,7 +16,7 @@ ConfidenceFn: TypeAlias = Callable[[float, float, Mapping[str, Any] | None], flo
 Validator: TypeAlias = Callable[[str], bool]
 """response -> whether it may be served."""
 MetricsHook: TypeAlias = Callable[[str, Mapping[str, Any]], None]
-"""(event, fields) -> None; events: hit, miss, eviction, expired."""
+"""(event, fields) -> None; events: hit, miss, refused, eviction, expired."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,9 @@ class Hit:
     layer: HitLayer
     namespace: str
     metadata: dict[str, Any] | None
+    checks_passed: tuple[str, ...] = ()
+    """The near-miss checks this semantic hit passed (empty for exact hits and when
+    the cache runs no guards)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,8 @@ class Stats:
     memory_bytes_estimate: int
     index_memory_bytes: int | None = None
     index_tombstone_count: int | None = None
+    refusals: dict[str, int] = field(default_factory=dict)
+    """Candidates above the threshold refused by each near-miss check, by check name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,8 +93,9 @@ def cache_a(spec: StoreSpec, mode: str, interval: float = 0.0) -> SemanticCache:
 
 
 def probe(cache: SemanticCache, i: int, namespace: str = "default") -> tuple[str, str] | None:
-    """What a lookup by basis vector i finds (a query text no entry has)."""
-    hit = cache.get(f"probe {i}", embedding=basis(i), namespace=namespace)
+    """What a lookup by basis vector i finds (a query text no entry has). The text
+    carries no number: the near-miss check would refuse "probe 6" against "new one"."""
+    hit = cache.get("probe by vector", embedding=basis(i), namespace=namespace)
     return None if hit is None else (hit.layer, hit.response)
 
 

@@ -24,6 +24,8 @@ def _exercise(hook: PrometheusMetricsHook | OTelMetricsHook) -> SemanticCache:
     cache.get("What is the capital city of France?", namespace="t")
     cache.get("bread recipes", namespace="t")
     cache.put("another question", "answer", namespace="t")  # evicts one
+    cache.put("Is the 9:15 train to Leeds on time?", "Yes.", namespace="u")
+    cache.get("Is the 9:45 train to Leeds on time?", namespace="u")  # refused: numbers
     return cache
 
 
@@ -37,6 +39,8 @@ def test_prometheus_hook_counts_events() -> None:
     assert value("mneme_hits_total", {"namespace": "t", "layer": "semantic"}) == 1
     assert value("mneme_misses_total", {"namespace": "t", "reason": "below_threshold"}) == 1
     assert value("mneme_evictions_total", {"namespace": "t"}) == 1
+    assert value("mneme_refusals_total", {"namespace": "u", "check": "numbers"}) == 1
+    assert value("mneme_misses_total", {"namespace": "u", "reason": "refused"}) == 1
     assert value("mneme_entries", {"namespace": "t"}) == 1
     assert value("mneme_hit_similarity_count", {"layer": "semantic"}) == 1
     cache.close()
@@ -61,6 +65,8 @@ def test_otel_hook_counts_events() -> None:
     assert ({"namespace": "t", "layer": "semantic"}, 1.0) in points["mneme.hits"]
     assert ({"namespace": "t", "reason": "below_threshold"}, 1.0) in points["mneme.misses"]
     assert ({"namespace": "t"}, 1.0) in points["mneme.evictions"]
+    assert ({"namespace": "u", "check": "numbers"}, 1.0) in points["mneme.refusals"]
+    assert ({"namespace": "u", "reason": "refused"}, 1.0) in points["mneme.misses"]
     assert ({"namespace": "t"}, 1.0) in points["mneme.entries"]
     cache.close()
     provider.shutdown()

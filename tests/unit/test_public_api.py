@@ -113,7 +113,7 @@ def test_import_mneme_loads_no_driver() -> None:
         "import json, sys\n"
         "import mneme, mneme.testing\n"
         "drivers = ('psycopg', 'psycopg_pool', 'pgvector', 'redis', 'boto3', 'botocore',"
-        " 'hnswlib')\n"
+        " 'hnswlib', 'onnxruntime', 'tokenizers', 'httpx', 'sentence_transformers')\n"
         "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in drivers)))\n"
     )
     out = subprocess.run(
@@ -196,6 +196,7 @@ DATACLASS_FIELDS = {
         "layer",
         "namespace",
         "metadata",
+        "checks_passed",
     ],
     "Stats": [
         "namespace",
@@ -210,6 +211,7 @@ DATACLASS_FIELDS = {
         "memory_bytes_estimate",
         "index_memory_bytes",
         "index_tombstone_count",
+        "refusals",
     ],
     "Health": [
         "healthy",
@@ -255,10 +257,12 @@ def test_stats_optional_fields_default_to_none() -> None:
     s = mneme.Stats(None, 0, 0, 0, 0, 0, 0, "fp", "float32", 0)
     assert s.index_memory_bytes is None
     assert s.index_tombstone_count is None
+    assert s.refusals == {}
 
 
 def test_hit_is_frozen_and_has_no_dict() -> None:
     hit = mneme.Hit("r", 1.0, 1.0, 0.0, "exact", "default", None)
+    assert hit.checks_passed == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.response = "x"  # type: ignore[misc]
     assert not hasattr(hit, "__dict__")
@@ -300,6 +304,38 @@ OPTIONAL_PATHS = [
 ]
 
 
+# The embedders raise EmbedderUnavailableError (an ImportError and a MnemeError) instead.
+EMBEDDER_PATHS = [
+    ("mneme.embedders.minilm", "MiniLM", "onnxruntime", "MiniLM()", "minilm"),
+    ("mneme.embedders.http", "OpenAIEmbedder", "httpx", "OpenAIEmbedder('m', dim=8)", "http"),
+    (
+        "mneme.embedders.sentence_transformer",
+        "SentenceTransformerEmbedder",
+        "sentence_transformers",
+        "SentenceTransformerEmbedder('all-MiniLM-L6-v2')",
+        "sentence-transformers",
+    ),
+]
+
+
+@pytest.mark.parametrize(("module", "name", "driver", "call", "extra"), EMBEDDER_PATHS)
+def test_embedder_paths_import_and_name_their_extra(
+    module: str, name: str, driver: str, call: str, extra: str
+) -> None:
+    assert callable(getattr(importlib.import_module(module), name))
+    code = (
+        f"import sys\nsys.modules[{driver!r}] = None\n"
+        f"from {module} import {name}\n"
+        "from mneme import MnemeError\n"
+        f"try:\n    {call}\nexcept (MnemeError, ImportError) as exc:\n"
+        "    print(isinstance(exc, MnemeError) and isinstance(exc, ImportError), exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.startswith("True ") and f"'{extra}' extra" in out, out
+
+
 @pytest.mark.parametrize(("module", "name", "driver", "call", "extra"), OPTIONAL_PATHS)
 def test_optional_paths_import_and_name_their_extra(
     module: str, name: str, driver: str, call: str, extra: str
@@ -325,6 +361,12 @@ def test_optional_paths_import_and_name_their_extra(
             ("find_threshold", "precision_recall_curve", "CalibrationResult"),
         ),
         ("mneme.tools.migrate", ("reembed", "areembed")),
+        ("mneme.tools.calibrate", ("calibrate", "read_labelled_pairs", "format_table")),
+        ("mneme.guards", ("NearMissGuards", "refusal", "features")),
+        (
+            "mneme.embedders",
+            ("MiniLM", "OpenAIEmbedder", "SentenceTransformerEmbedder", "default_embedder"),
+        ),
     ],
 )
 def test_tool_paths_import(module: str, names: tuple[str, ...]) -> None:

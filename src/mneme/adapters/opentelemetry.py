@@ -33,6 +33,9 @@ class OTelMetricsHook:
         meter = meter if meter is not None else metrics.get_meter("mneme")
         self.hits = meter.create_counter(f"{namespace}.hits", description="Cache hits")
         self.misses = meter.create_counter(f"{namespace}.misses", description="Cache misses")
+        self.refusals = meter.create_counter(
+            f"{namespace}.refusals", description="Candidates refused by a near-miss check"
+        )
         self.evictions = meter.create_counter(f"{namespace}.evictions")
         self.expirations = meter.create_counter(f"{namespace}.expirations")
         self.similarity = meter.create_histogram(f"{namespace}.hit_similarity")
@@ -49,6 +52,8 @@ class OTelMetricsHook:
             self.similarity.record(float(fields["similarity"]), {"layer": fields["layer"]})
         elif event == "miss":
             self.misses.add(1, {"namespace": ns, "reason": fields["reason"]})
+        elif event == "refused":
+            self.refusals.add(1, {"namespace": ns, "check": fields["check"]})
         elif event == "eviction":
             self.evictions.add(int(fields["count"]), {"namespace": ns})
         elif event == "expired":

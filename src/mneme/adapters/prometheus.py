@@ -1,8 +1,9 @@
 """Prometheus metrics for a cache: pass the hook as ``metrics_hook=``.
 
 Counters ``<namespace>_hits_total{namespace,layer}``, ``_misses_total{namespace,reason}``,
-``_evictions_total{namespace}``, ``_expirations_total{namespace}``, a histogram of hit
-similarity, and gauges set from ``Stats`` by ``update_gauges``.
+``_refusals_total{namespace,check}`` (near-miss checks), ``_evictions_total{namespace}``,
+``_expirations_total{namespace}``, a histogram of hit similarity, and gauges set from
+``Stats`` by ``update_gauges``.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class PrometheusMetricsHook:
         kw: dict[str, Any] = {"namespace": namespace, "registry": registry}
         self.hits = pc.Counter("hits", "Cache hits", ["namespace", "layer"], **kw)
         self.misses = pc.Counter("misses", "Cache misses", ["namespace", "reason"], **kw)
+        self.refusals = pc.Counter(
+            "refusals", "Candidates refused by a near-miss check", ["namespace", "check"], **kw
+        )
         self.evictions = pc.Counter("evictions", "Entries evicted", ["namespace"], **kw)
         self.expirations = pc.Counter("expirations", "Entries expired", ["namespace"], **kw)
         self.similarity = pc.Histogram(
@@ -53,6 +57,8 @@ class PrometheusMetricsHook:
             self.similarity.labels(fields["layer"]).observe(float(fields["similarity"]))
         elif event == "miss":
             self.misses.labels(ns, fields["reason"]).inc()
+        elif event == "refused":
+            self.refusals.labels(ns, fields["check"]).inc()
         elif event == "eviction":
             self.evictions.labels(ns).inc(int(fields["count"]))
         elif event == "expired":

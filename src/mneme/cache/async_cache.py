@@ -51,7 +51,7 @@ from mneme._types import (
 )
 from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, count_rows, read_dump
-from mneme.cache.options import CacheOptions, check_sources
+from mneme.cache.options import CacheOptions, GuardsOption, check_sources
 from mneme.index import check_dtype
 from mneme.stores.async_protocol import AsyncLookupStore, AsyncStore  # async-only
 from mneme.stores.capabilities import AsyncCapableStore, searches_itself
@@ -68,8 +68,11 @@ class AsyncSemanticCache:
     """A two-layer cache of text -> response, persisted in a store.
 
     Layer 1 answers exact repeats of a normalised query; Layer 2 answers queries whose
-    embedding is within ``similarity_threshold`` (cosine) of a stored one. Safe to
-    share between tasks (and, for the sync cache, threads).
+    embedding is within ``similarity_threshold`` (cosine) of a stored one, unless a
+    near-miss check (``guards``, on by default; see ``mneme.guards``) finds that the two
+    questions differ in a number, a negation, a name, a code identifier or a
+    comparison's direction. Safe to share between tasks (and, for the sync cache,
+    threads).
     """
 
     def __init__(
@@ -96,6 +99,7 @@ class AsyncSemanticCache:
         max_query_bytes: int = 32_768,
         max_response_bytes: int = 4_194_304,
         max_metadata_bytes: int = 65_536,
+        guards: GuardsOption = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_sources(type(self).__name__, path, store, embedder)
@@ -116,6 +120,7 @@ class AsyncSemanticCache:
             max_query_bytes=max_query_bytes,
             max_response_bytes=max_response_bytes,
             max_metadata_bytes=max_metadata_bytes,
+            guards=guards,
         )
         assert embedder is not None
         if store is None:

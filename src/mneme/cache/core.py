@@ -158,6 +158,8 @@ class Decision:
     miss_reason: str | None = None
     expired: list[int] = field(default_factory=list)
     invalid: list[int] = field(default_factory=list)
+    refused: list[tuple[str, float]] = field(default_factory=list)
+    """(check, similarity) of each candidate a near-miss check refused."""
 
 
 def decide_semantic(
@@ -167,19 +169,28 @@ def decide_semantic(
     threshold: float,
     *,
     below_follows: bool = False,
+    query: str | None = None,
 ) -> Decision:
     """Walk candidates best first: stop below the threshold, drop expired and invalid
-    ones (the shell deletes them), skip low-confidence ones, serve the first good one.
-    ``below_follows`` says a neighbour below the threshold came after the candidates
-    given (the shell did not fetch it), so running out of them is "below_threshold"."""
+    ones (the shell deletes them), skip ones a near-miss check refuses (comparing
+    ``query`` with the candidate's stored query) and low-confidence ones, serve the
+    first good one. ``below_follows`` says a neighbour below the threshold came after
+    the candidates given (the shell did not fetch it), so running out of them is
+    "below_threshold"; a miss after a refusal is "refused"."""
     d = Decision()
+    guards = config.guards if query is not None else None
     for entry, similarity in candidates:
         if similarity < threshold:
-            d.miss_reason = "below_threshold"
+            d.miss_reason = "refused" if d.refused else "below_threshold"
             return d
         if entry.is_expired(now):
             d.expired.append(entry.id)
             continue
+        if guards is not None and query is not None:
+            check = guards.refusal(query, entry.query)
+            if check is not None:
+                d.refused.append((check, float(similarity)))
+                continue
         if not _call_validator(config.validator, entry.response):
             d.invalid.append(entry.id)
             continue
@@ -195,10 +206,14 @@ def decide_semantic(
             layer="semantic",
             namespace=entry.namespace,
             metadata=_own(entry.metadata),
+            checks_passed=() if guards is None else guards.names,
         )
         d.hit_id = entry.id
         return d
-    d.miss_reason = "below_threshold" if below_follows else "no_match"
+    if d.refused:
+        d.miss_reason = "refused"
+    else:
+        d.miss_reason = "below_threshold" if below_follows else "no_match"
     return d
 
 

@@ -192,7 +192,7 @@ def catch_up(st: CacheState) -> Flow[Any]:
 
 
 def get_flow(
-    st: CacheState, ns: str, text: str, qhash: str, embedding: Any, now: int
+    st: CacheState, ns: str, query: str, text: str, qhash: str, embedding: Any, now: int
 ) -> Flow[Hit | None]:
     yield from catch_up(st)
     if st.lookup_store and embedding is not None:
@@ -204,21 +204,23 @@ def get_flow(
             hit = yield from _exact(st, ns, entry, now)
             if hit is not None:
                 return hit
-            return (yield from _semantic(st, ns, vector, None, now, found=found))
+            return (yield from _semantic(st, ns, query, vector, None, now, found=found))
     entry = yield from store(lambda s: s.get_by_hash(ns, qhash))
     hit = yield from _exact(st, ns, entry, now)
     if hit is not None:
         return hit
     vectors, reasons = yield from _query_vectors(st, [text], embedding)
-    return (yield from _semantic(st, ns, vectors[0], reasons[0], now))
+    return (yield from _semantic(st, ns, query, vectors[0], reasons[0], now))
 
 
 def get_many_flow(
-    st: CacheState, ns: str, keys: Sequence[tuple[str, str]], now: int
+    st: CacheState, ns: str, queries: Sequence[str], keys: Sequence[tuple[str, str]], now: int
 ) -> Flow[list[Hit | None]]:
     """Same results as a loop of ``get``: one exact lookup for all, one embedder call
     for the queries the exact layer cannot answer, then the queries in order, since a
-    semantic step may delete (invalid or expired) an entry a later query would hit."""
+    semantic step may delete (invalid or expired) an entry a later query would hit.
+    ``queries`` are the caller's texts (the near-miss checks read them), ``keys`` their
+    (embedder text, hash)."""
     yield from catch_up(st)
     hashes = list(dict.fromkeys(h for _, h in keys))
     found = yield from store(lambda s: s.get_many_by_hash(ns, hashes))
@@ -240,7 +242,7 @@ def get_many_flow(
             else:  # its exact entry went earlier in the batch: embed it now
                 one, why = yield from _query_vectors(st, [text], None)
                 vector, reason = one[0], why[0]
-            hit = yield from _semantic(st, ns, vector, reason, now, gone)
+            hit = yield from _semantic(st, ns, queries[i], vector, reason, now, gone)
         results.append(hit)
     return results
 
@@ -289,6 +291,7 @@ def _checked(
 def _semantic(
     st: CacheState,
     ns: str,
+    query: str,
     vector: npt.NDArray[np.float32] | None,
     reason: str | None,
     now: int,
@@ -305,7 +308,10 @@ def _semantic(
         candidates, below = found, False
     else:
         candidates, below = yield from _candidates(st, ns, vector, now, threshold)
-    decision = decide_semantic(st.options, candidates, now, threshold, below_follows=below)
+    decision = decide_semantic(
+        st.options, candidates, now, threshold, below_follows=below, query=query
+    )
+    _record_refusals(st, ns, decision.refused)
     if decision.expired:
         yield from _delete_ids(st, decision.expired, expired=True)
     if decision.invalid:
@@ -486,6 +492,20 @@ def _record_hit(st: CacheState, hit: Hit) -> Flow[Any]:
         yield from flush_counters(st)
 
 
+REFUSED_PREFIX = "refused_"
+"""Store counters of near-miss refusals are named ``refused_<check>``."""
+
+
+def _record_refusals(st: CacheState, ns: str, refused: Sequence[tuple[str, float]]) -> None:
+    for check, similarity in refused:
+        st.counters.add(ns, REFUSED_PREFIX + check)
+        emit(
+            st.options.metrics_hook,
+            "refused",
+            {"namespace": ns, "check": check, "similarity": similarity},
+        )
+
+
 def _record_miss(st: CacheState, ns: str, reason: str) -> Flow[Any]:
     st.counters.add(ns, "misses")
     emit(st.options.metrics_hook, "miss", {"namespace": ns, "reason": reason})
@@ -559,6 +579,11 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
         memory_bytes_estimate=index_bytes or 0,
         index_memory_bytes=index_bytes,
         index_tombstone_count=None if st.index is None else st.index.tombstone_count,
+        refusals={
+            name[len(REFUSED_PREFIX) :]: n
+            for name, n in sorted(counters.items())
+            if name.startswith(REFUSED_PREFIX) and n
+        },
     )
 
 
@@ -605,7 +630,7 @@ def get_request(
     text, qhash = st.options.key(query)
     if bypass:
         return _done(None)  # skip the cache: no lookup, nothing counted
-    return get_flow(st, ns, text, qhash, embedding, now)
+    return get_flow(st, ns, query, text, qhash, embedding, now)
 
 
 def get_many_request(
@@ -613,7 +638,7 @@ def get_many_request(
 ) -> Flow[list[Hit | None]]:
     ns = check_namespace(namespace)
     keys = [st.options.key(q) for q in queries]
-    return get_many_flow(st, ns, keys, now) if keys else _done([])
+    return get_many_flow(st, ns, list(queries), keys, now) if keys else _done([])
 
 
 def put_request(

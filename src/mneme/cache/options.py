@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from mneme._errors import MultiProcessLockError
@@ -18,11 +18,15 @@ from mneme._policy import (
     query_hash,
 )
 from mneme._types import ConfidenceFn, MetricsHook, Validator
+from mneme.guards import NearMissGuards
 from mneme.index import check_dtype
 
-__all__ = ["MULTI_PROCESS_MODES", "CacheOptions", "check_sources"]
+__all__ = ["MULTI_PROCESS_MODES", "CacheOptions", "GuardsOption", "check_guards", "check_sources"]
 
 MULTI_PROCESS_MODES = ("single", "stale-tolerant", "mmap-shared")
+
+GuardsOption = bool | Sequence[str] | NearMissGuards | None
+"""True: every near-miss check; False or None: none; check names; or a NearMissGuards."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +47,7 @@ class CacheOptions:
     multi_process_mode: str
     stale_check_interval: float
     limits: Limits
+    guards: NearMissGuards | None = None
 
     @classmethod
     def build(
@@ -64,6 +69,7 @@ class CacheOptions:
         max_query_bytes: int,
         max_response_bytes: int,
         max_metadata_bytes: int,
+        guards: GuardsOption = True,
     ) -> CacheOptions:
         if max_entries is not None and (isinstance(max_entries, bool) or max_entries < 1):
             raise ValueError(f"max_entries must be a positive integer or None, got {max_entries!r}")
@@ -107,6 +113,7 @@ class CacheOptions:
             multi_process_mode=multi_process_mode,
             stale_check_interval=float(stale_check_interval),
             limits=Limits(max_query_bytes, max_response_bytes, max_metadata_bytes),
+            guards=check_guards(guards),
         )
 
     def key(self, query: object) -> tuple[str, str]:
@@ -115,6 +122,22 @@ class CacheOptions:
             raise TypeError(f"query must be a str, got {type(query).__name__}")
         text = normalize_query(query) if self.normalize else query
         return text, query_hash(text)
+
+
+def check_guards(value: object) -> NearMissGuards | None:
+    """The guards a ``guards=`` argument asks for."""
+    if value is True:
+        return NearMissGuards()
+    if value is False or value is None:
+        return None
+    if isinstance(value, NearMissGuards):
+        return value
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise TypeError(
+            "guards must be True, False, a list of check names or a NearMissGuards, "
+            f"got {type(value).__name__}"
+        )
+    return NearMissGuards(value) if value else None
 
 
 def check_sources(owner: str, path: object, store: object, embedder: object) -> None:

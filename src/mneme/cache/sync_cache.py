@@ -36,7 +36,7 @@ from mneme._types import (
 )
 from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, count_rows, read_dump
-from mneme.cache.options import CacheOptions, check_sources
+from mneme.cache.options import CacheOptions, GuardsOption, check_sources
 from mneme.index import check_dtype
 from mneme.stores.capabilities import searches_itself
 from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
@@ -52,8 +52,11 @@ class SemanticCache:
     """A two-layer cache of text -> response, persisted in a store.
 
     Layer 1 answers exact repeats of a normalised query; Layer 2 answers queries whose
-    embedding is within ``similarity_threshold`` (cosine) of a stored one. Safe to
-    share between tasks (and, for the sync cache, threads).
+    embedding is within ``similarity_threshold`` (cosine) of a stored one, unless a
+    near-miss check (``guards``, on by default; see ``mneme.guards``) finds that the two
+    questions differ in a number, a negation, a name, a code identifier or a
+    comparison's direction. Safe to share between tasks (and, for the sync cache,
+    threads).
     """
 
     def __init__(
@@ -78,6 +81,7 @@ class SemanticCache:
         max_query_bytes: int = 32_768,
         max_response_bytes: int = 4_194_304,
         max_metadata_bytes: int = 65_536,
+        guards: GuardsOption = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
         check_sources(type(self).__name__, path, store, embedder)
@@ -98,6 +102,7 @@ class SemanticCache:
             max_query_bytes=max_query_bytes,
             max_response_bytes=max_response_bytes,
             max_metadata_bytes=max_metadata_bytes,
+            guards=guards,
         )
         assert embedder is not None
         if store is None:
