@@ -2,9 +2,11 @@
 as a generator of database requests (see ``requests``). The two stores only borrow
 connections and drive these generators, one with calls and one with awaits.
 
-Concurrency: every transaction that changes ``entries`` first locks the
-``version_counter`` row, so writers from any number of processes queue on one row
-instead of deadlocking on each other's entry rows; reads never wait.
+Concurrency: every transaction that changes ``entries`` first locks its connection's
+row of ``version_slots`` (picked by the server process id) and adds one to it before it
+commits; the version is the sum of the slots. Writers on different connections do not
+wait for each other's counter, only for entry rows they both change; the rare deadlock
+between two such transactions is retried. Reads never wait.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mneme._types import StoredEntry
 from mneme.stores.common import check_embedder
 from mneme.stores.postgres.requests import Atomic, Execute, FetchTypeInfo, GetConnection, PgOp
 from mneme.stores.postgres.schema import load_migrations, provision
-from mneme.stores.postgres.statements import STATEMENTS, compose
+from mneme.stores.postgres.statements import STATEMENTS, VERSION_SLOTS, compose
 from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
@@ -61,6 +63,8 @@ BATCH = 2_000
 VECTOR_BATCH = 10_000
 _FLUSH_AFTER_S = 1.0
 _FLUSH_AFTER_N = 1_000
+# Attempts of a write transaction that the server aborted to break a deadlock.
+_DEADLOCK_ATTEMPTS = 4
 # Rows per statement of a large insert_many (one transaction): bounds client memory.
 _INSERT_CHUNK = 5_000
 _SCAN_AT_LEAST = 20
@@ -142,7 +146,7 @@ class PgCore:
 
     backend_label = "postgres"
     index_label = "pgvector"
-    schema_version = 1
+    schema_version = 2
 
     def __init__(self, owner: str, arguments: Mapping[str, Any]) -> None:
         """``arguments``: the store constructor's arguments (its ``locals()``)."""
@@ -249,11 +253,13 @@ class PgCore:
     # -- operations: writing -------------------------------------------------------
 
     def _op_write(self, body: Callable[[], PgOp[tuple[_T, bool]]]) -> PgOp[_T]:
-        """One transaction: lock the counter, write pending touches, run ``body``, and
-        bump the counter when ``body`` reports a change. Run with mode "raw"."""
+        """One transaction: lock the version slot, write pending touches, run ``body``,
+        and bump the slot when ``body`` reports a change. Run with mode "raw"."""
         pending = self._take_pending()
         try:
-            result: _T = yield Atomic(self._op_write_body(pending, body))
+            result: _T = yield from _retry_deadlocks(
+                lambda: _atomic(self._op_write_body(pending, body))
+            )
         except BaseException:
             self._restore_pending(pending)
             raise
@@ -264,7 +270,7 @@ class PgCore:
     ) -> PgOp[_T]:
         yield Execute(self._sql["lock"])
         if pending:
-            ids = list(pending)
+            ids = sorted(pending)  # every writer locks entry rows in one order
             yield Execute(
                 self._sql["flush"],
                 [ids, [pending[i][0] for i in ids], [pending[i][1] for i in ids]],
@@ -285,9 +291,9 @@ class PgCore:
             return (yield from self._op_write(body))
         conn = yield GetConnection()
         if conn.autocommit:  # the one statement is the whole transaction
-            result, _ = yield from body()
+            result, _ = yield from _retry_deadlocks(body)
             return result
-        result, _ = yield Atomic(body())
+        result, _ = yield from _retry_deadlocks(lambda: _atomic(body()))
         return result
 
     # -- operations: opening ------------------------------------------------------
@@ -486,10 +492,11 @@ class PgCore:
         row = yield Execute(self._sql["integrity"], [self.schema, self.schema], "one")
         if row is None:
             return False
-        tables, index_ok, counter, fingerprint, dim, version = row
+        tables, index_ok, counter, slots, fingerprint, dim, version = row
         return bool(
             tables == 5
             and index_ok
+            and slots == VERSION_SLOTS
             and counter is not None
             and counter.isdigit()
             and fingerprint
@@ -517,7 +524,7 @@ class PgCore:
                 row = yield Execute(vec.sql["insert"], [*params, side], "one")
             if row is None:
                 raise StoreBackendError(
-                    f"PostgresStore.insert: the version_counter row is missing from schema "
+                    f"PostgresStore.insert: a row of version_slots is missing from schema "
                     f"{self.schema!r}; the schema was damaged outside mneme"
                 )
             # The statement bumped the counter itself.
@@ -674,6 +681,26 @@ class PgCore:
 def _nothing() -> PgOp[tuple[None, bool]]:
     return None, False
     yield  # a generator that yields nothing
+
+
+def _atomic(body: PgOp[_T]) -> PgOp[_T]:
+    result: _T = yield Atomic(body)
+    return result
+
+
+def _retry_deadlocks(make: Callable[[], PgOp[_T]]) -> PgOp[_T]:
+    """Run ``make()``; when the server aborts it to break a deadlock with another
+    writer (both changing the same entry rows in different orders), run it again."""
+    from psycopg.errors import DeadlockDetected
+
+    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        try:
+            return (yield from make())
+        except DeadlockDetected:
+            if attempt == _DEADLOCK_ATTEMPTS:
+                raise
+            _log.info("write transaction chosen to break a deadlock; running it again")
+    raise AssertionError("unreachable")
 
 
 def _read(body: PgOp[_T]) -> PgOp[_T]:
