@@ -177,6 +177,7 @@ DATACLASS_FIELDS = {
         "store_backend",
         "vector_dtype",
         "multi_process_mode",
+        "replicas",
     ],
     "StoredEntry": [
         "id",

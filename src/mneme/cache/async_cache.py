@@ -53,7 +53,7 @@ from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
 from mneme.stores.async_protocol import AsyncStore  # async-only
-from mneme.stores.capabilities import AsyncCapableStore, searches_itself
+from mneme.stores.capabilities import AsyncCapableStore, ReportsReplicas, searches_itself
 from mneme.stores.protocol import ChangeTrackingStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -361,7 +361,11 @@ class AsyncSemanticCache:
         self._check_open()
         store = self._store
         flow = flows.health_flow(
-            self._state, self._now(), store.backend_label, store.schema_version
+            self._state,
+            self._now(),
+            store.backend_label,
+            store.schema_version,
+            replicated=isinstance(store, ReportsReplicas),
         )
         return await self._call(flow)
 

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
 from mneme._types import StoredEntry
 from mneme.stores.common import check_embedder
+from mneme.stores.postgres.replicas import ReplicaOptions
 from mneme.stores.postgres.requests import Atomic, Execute, FetchTypeInfo, GetConnection, PgOp
 from mneme.stores.postgres.schema import load_migrations, provision
 from mneme.stores.postgres.statements import STATEMENTS, VERSION_SLOTS, compose
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from psycopg.sql import Composed
     from psycopg.types import TypeInfo
 
-__all__ = ["Mode", "PgCore", "metadata_json"]
+__all__ = ["Mode", "PgCore", "metadata_json", "op_row"]
 
 _log = logging.getLogger("mneme.postgres")
 _T = TypeVar("_T")
@@ -68,6 +69,8 @@ _DEADLOCK_ATTEMPTS = 4
 # Rows per statement of a large insert_many (one transaction): bounds client memory.
 _INSERT_CHUNK = 5_000
 _SCAN_AT_LEAST = 20
+# Access times held in memory at most, when writes keep failing.
+_PENDING_MAX = 100_000
 
 
 def metadata_json(value: Any) -> str:
@@ -138,6 +141,9 @@ STORE_OPTIONS = (
     "max_scan_tuples",
     "exact_search_max_rows",
     "connect_timeout",
+    "replica_max_lag",
+    "replica_wait_timeout",
+    "replica_retry_interval",
 )
 
 
@@ -168,7 +174,20 @@ class PgCore:
             max_scan_tuples=arguments["max_scan_tuples"],
             exact_search_max_rows=arguments["exact_search_max_rows"],
         )
-        # Everything but the connection source, to build a twin store with.
+        self._replica_options = ReplicaOptions(
+            max_lag=arguments["replica_max_lag"],
+            wait_timeout=arguments["replica_wait_timeout"],
+            retry_interval=arguments["replica_retry_interval"],
+        )
+        replicas = arguments["replicas"]
+        if isinstance(replicas, str) or not isinstance(replicas, Sequence):
+            raise ValueError("replicas must be a list of DSNs or connection pools")
+        for replica in replicas:
+            if not (isinstance(replica, str) or _pool_like(replica)):
+                raise ValueError(
+                    f"each replica must be a DSN string or a connection pool, got {replica!r}"
+                )
+        # Everything but the connection sources, to build a twin store with.
         self._options = {name: arguments[name] for name in STORE_OPTIONS}
         self.schema = schema
         self._use_pgvector = use_pgvector
@@ -178,6 +197,9 @@ class PgCore:
         self._pending: dict[int, tuple[int, int]] = {}
         self._pending_since = 0.0
         self._pending_lock = threading.Lock()
+        self._dropped_touches = 0
+        # With replicas: counter deltas not written yet because the primary was down.
+        self._counter_backlog: dict[str, dict[str, int]] = {}
         # pgvector: the side-table statements when this store keeps the side table
         # written (always, once the schema has it), the vector type to register on
         # connections, and whether this store answers search.
@@ -233,8 +255,44 @@ class PgCore:
             if not self._pending:
                 self._pending_since = time.monotonic()
             touch = self._pending.get(id)
+            if touch is None and len(self._pending) >= _PENDING_MAX:
+                # Writes have been failing for long: keep memory bounded, lose LRU detail.
+                self._dropped_touches += 1
+                if self._dropped_touches == 1:
+                    _log.warning(
+                        "%d access times are waiting to be written; further ones are "
+                        "dropped until the database takes them",
+                        _PENDING_MAX,
+                    )
+                return True
             self._pending[id] = (now, 1 + (touch[1] if touch else 0))
             return len(self._pending) >= _FLUSH_AFTER_N
+
+    # -- counter deltas held while the primary is down (stores with replicas) -------
+
+    def _hold_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        with self._pending_lock:
+            held = self._counter_backlog.setdefault(namespace, {})
+            for name, n in deltas.items():
+                held[name] = held.get(name, 0) + n
+
+    def _take_counters(self) -> dict[str, dict[str, int]]:
+        with self._pending_lock:
+            backlog, self._counter_backlog = self._counter_backlog, {}
+            return backlog
+
+    def _held_counters(self, namespace: str | None) -> dict[str, int]:
+        with self._pending_lock:
+            totals: dict[str, int] = {}
+            for ns, held in self._counter_backlog.items():
+                if namespace is None or ns == namespace:
+                    for name, n in held.items():
+                        totals[name] = totals.get(name, 0) + n
+            return totals
+
+    def _op_write_counters(self, backlog: Mapping[str, Mapping[str, int]]) -> PgOp[None]:
+        for namespace, deltas in backlog.items():
+            yield from self._op_add_counters(namespace, deltas)
 
     def _overlay(self, entry: StoredEntry | None) -> StoredEntry | None:
         """Show this process's not-yet-written touches on an entry it reads."""
@@ -408,8 +466,10 @@ class PgCore:
 
     # -- operations: reading -------------------------------------------------------
 
-    def _op_fetch_entry(self, name: str, params: Sequence[Any]) -> PgOp[StoredEntry | None]:
-        if self._flush_due():
+    def _op_fetch_entry(
+        self, name: str, params: Sequence[Any], flush: bool = True
+    ) -> PgOp[StoredEntry | None]:
+        if flush and self._flush_due():
             yield from self._op_flush()
         row = yield Execute(self._sql[name], params, "one")
         return self._overlay(None if row is None else _entry(row))
@@ -681,6 +741,16 @@ class PgCore:
 def _nothing() -> PgOp[tuple[None, bool]]:
     return None, False
     yield  # a generator that yields nothing
+
+
+def _pool_like(value: Any) -> bool:
+    return hasattr(value, "connection") or hasattr(value, "getconn")
+
+
+def op_row(query: str) -> PgOp[Any]:
+    """One statement; its first row (None when it has none)."""
+    row = yield Execute(query, fetch="one")
+    return row
 
 
 def _atomic(body: PgOp[_T]) -> PgOp[_T]:
