@@ -12,6 +12,7 @@ nothing committed is lost along the way.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import numpy as np
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg_pool import ConnectionPool
 
 from mneme import AsyncSemanticCache, SemanticCache, StoreBackendError
 from mneme.stores.postgres import AsyncPostgresStore, PostgresStore, check_replicas
@@ -97,10 +99,28 @@ def calls(server: Server, statement: str) -> int:
     return int(found)
 
 
+@pytest.mark.parametrize("kind", ["dsn", "pool"])
 def test_layer_1_and_2_reads_are_answered_by_the_replica(
-    replicated: Replication, schema: str
+    replicated: Replication, schema: str, kind: str
 ) -> None:
-    with SemanticCache(store=store(replicated, schema), embedder=EMBEDDER) as cache:
+    pool: ConnectionPool[Any] | None = None
+    replica: Any = replicated.standby.dsn
+    if kind == "pool":
+        pool = ConnectionPool(
+            replicated.standby.dsn, min_size=1, max_size=2, name="standby-pool", open=True
+        )
+        replica = pool
+    s = PostgresStore(
+        replicated.primary.dsn,
+        schema=schema,
+        use_pgvector=True,
+        replicas=[replica],
+        replica_wait_timeout=5.0,
+    )
+    with contextlib.ExitStack() as stack:
+        if pool is not None:
+            stack.callback(pool.close)
+        cache = stack.enter_context(SemanticCache(store=s, embedder=EMBEDDER))
         fill(cache)
         replicated.wait_replayed()
         on_standby = calls(replicated.standby, SEARCH)
@@ -112,7 +132,9 @@ def test_layer_1_and_2_reads_are_answered_by_the_replica(
     assert calls(replicated.primary, SEARCH) == on_primary
     # One exact lookup per get: ENTRIES exact hits and ENTRIES before each semantic hit.
     assert calls(replicated.standby, BY_HASH) - by_hash == 2 * ENTRIES
-    assert len(status) == 1
+    assert [x.name for x in status] == [
+        "standby-pool" if kind == "pool" else replicated.standby.dsn
+    ]
     assert status[0].state == "ok" and status[0].failovers == 0
     assert status[0].reads >= 3 * ENTRIES
     assert status[0].lag_bytes is not None and status[0].replay_paused is False
