@@ -231,8 +231,6 @@ class AsyncPostgresStore(PgCore):
                 router.primary_failed(exc)
             else:
                 router.primary_answered()
-                if layer:
-                    router.primary_answered_read()
                 return result
         return await self._read_without_primary(router, op, make, mode)
 
@@ -249,7 +247,7 @@ class AsyncPostgresStore(PgCore):
                 router.failed(replica, exc)
                 last = exc
                 continue
-            router.answered(replica, stale=True)
+            router.answered(replica)
             return result
         raise StoreBackendError(
             f"PostgresStore.{op} failed: the primary and every replica are unreachable"
@@ -549,6 +547,8 @@ class AsyncPostgresStore(PgCore):
             await self._write_held_counters()
         except StoreBackendError as exc:
             if not _unreachable(exc):
+                # The caller keeps these deltas for its next try; hold only older ones.
+                self._hold_counters(namespace, {name: -n for name, n in deltas.items()})
                 raise
             _log.warning("counters kept in memory for a later write: %s", exc)
 

@@ -101,10 +101,6 @@ class Router:
         self.written: float | None = None
         self._primary_retry_at = 0.0
         self._primary_down = False
-        self.primary_reads = 0
-        """Layer 1/2 reads the primary answered: no replica usable or caught up in time."""
-        self.stale_reads = 0
-        """Reads a replica answered while the primary was down, caught up or not."""
 
     # -- the primary -----------------------------------------------------------------
 
@@ -220,15 +216,9 @@ class Router:
                 self.options.retry_interval,
             )
 
-    def answered(self, replica: Replica, *, stale: bool = False) -> None:
+    def answered(self, replica: Replica) -> None:
         with self._lock:
             replica.reads += 1
-            if stale:
-                self.stale_reads += 1
-
-    def primary_answered_read(self) -> None:
-        with self._lock:
-            self.primary_reads += 1
 
     def fallback(self) -> list[Replica]:
         """Replicas to read from while the primary is down: any not known to be down,

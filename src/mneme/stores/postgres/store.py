@@ -224,8 +224,6 @@ class PostgresStore(PgCore):
                 router.primary_failed(exc)
             else:
                 router.primary_answered()
-                if layer:
-                    router.primary_answered_read()
                 return result
         return self._read_without_primary(router, op, make, mode)
 
@@ -242,7 +240,7 @@ class PostgresStore(PgCore):
                 router.failed(replica, exc)
                 last = exc
                 continue
-            router.answered(replica, stale=True)
+            router.answered(replica)
             return result
         raise StoreBackendError(
             f"PostgresStore.{op} failed: the primary and every replica are unreachable"
@@ -532,6 +530,8 @@ class PostgresStore(PgCore):
             self._write_held_counters()
         except StoreBackendError as exc:
             if not _unreachable(exc):
+                # The caller keeps these deltas for its next try; hold only older ones.
+                self._hold_counters(namespace, {name: -n for name, n in deltas.items()})
                 raise
             _log.warning("counters kept in memory for a later write: %s", exc)
 
