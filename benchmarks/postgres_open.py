@@ -77,10 +77,9 @@ def load(dsn: str, schema: str, n: int, dim: int, seed: int, embedder: HashingEm
                     )
         # A bulk load is one change as far as other processes are concerned.
         cur.execute(
-            sql.SQL(
-                "UPDATE {} SET value = (CAST(value AS BIGINT) + 1)::TEXT "
-                "WHERE key = 'version_counter'"
-            ).format(sql.Identifier(schema, "multi_process_state"))
+            sql.SQL("UPDATE {} SET value = value + 1 WHERE slot = 0").format(
+                sql.Identifier(schema, "version_slots")
+            )
         )
         cur.execute(sql.SQL("ANALYZE {}").format(entries))
     return time.perf_counter() - started

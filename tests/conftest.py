@@ -23,7 +23,7 @@ import pytest
 from mneme import MemoryStore, SQLiteStore, Store
 from mneme.testing import HashingEmbedder
 
-pytest_plugins = ["pg_fixtures", "kv_fixtures"]
+pytest_plugins = ["pg_fixtures", "kv_fixtures", "pg_replication"]
 
 StoreFactory = Callable[[], Store]
 

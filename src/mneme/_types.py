@@ -72,6 +72,40 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    """A read replica as a store with replicas sees it.
+
+    ``state``: "ok" (in rotation), "lagging" (replay more than the store's limit behind:
+    skipped until it catches up) or "down" (the last attempt failed: skipped until the
+    next probe). ``lag_seconds``: age of the last transaction the replica replayed, 0
+    when it has replayed everything it received; ``lag_bytes``: WAL between the
+    primary's position and the replica's (None when either is unknown). ``reads``:
+    reads it answered for this store; ``failovers``: times it was taken out of rotation.
+    """
+
+    name: str
+    state: Literal["ok", "lagging", "down"]
+    lag_seconds: float | None
+    lag_bytes: int | None
+    replay_paused: bool | None
+    reads: int
+    failovers: int
+    last_error: str | None
+
+    def summary(self) -> str:
+        """One line for a report, e.g. ``replica db-2:5432/app: ok, lag 0.0 s (0 B)``."""
+        lag = "lag unknown" if self.lag_seconds is None else f"lag {self.lag_seconds:.1f} s"
+        if self.lag_bytes is not None:
+            lag += f" ({self.lag_bytes:,} B)"
+        extra = ", replay paused" if self.replay_paused else ""
+        error = f", last error: {self.last_error}" if self.last_error else ""
+        return (
+            f"replica {self.name}: {self.state}, {lag}{extra}, {self.reads} reads, "
+            f"{self.failovers} failovers{error}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     healthy: bool
     schema_version: int
@@ -84,6 +118,8 @@ class Health:
     store_backend: str
     vector_dtype: VectorDtype
     multi_process_mode: MultiProcessMode
+    replicas: tuple[ReplicaStatus, ...] = ()
+    """Read replicas of a store that has them (Postgres ``replicas=``), else empty."""
 
 
 @dataclass(frozen=True, slots=True)

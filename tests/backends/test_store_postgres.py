@@ -40,7 +40,15 @@ pytestmark = pytest.mark.backend("postgres")
 FP, DIM = "test-embedder-v1", 8
 T0 = 1_700_000_000
 STOP_FAST = ["-w", "-m", "fast", "stop"]
-TABLES = {"entries", "cache_counters", "namespace_quotas", "multi_process_state", "schema_meta"}
+# multi_process_state is a view (over version_slots and schema_meta) from schema version 2.
+TABLES = {
+    "entries",
+    "cache_counters",
+    "namespace_quotas",
+    "multi_process_state",
+    "schema_meta",
+    "version_slots",
+}
 
 
 def entry(
@@ -229,7 +237,7 @@ def test_first_open_provisions_tables_and_indexes(
     assert indexes["idx_entries_ns_hash"].endswith("(namespace, query_hash)")
     assert indexes["idx_entries_ns_lru"].endswith("(namespace, last_accessed_at)")
     assert indexes["idx_entries_created_at"].endswith("(created_at)")
-    assert versions == [("1",), ("1",)]
+    assert versions == [("2",), ("2",)]
     assert PostgresStore.schema_version == load_migrations()[-1].version
 
 
@@ -272,7 +280,7 @@ def test_a_newer_schema_asks_to_upgrade(
     with admin(postgres_dsn) as conn:
         conn.execute(
             sql.SQL("UPDATE {} SET value = '99' WHERE key = 'schema_version'").format(
-                table(opened.schema, "multi_process_state")
+                table(opened.schema, "schema_meta")
             )
         )
     with pytest.raises(SchemaMigrationError, match="upgrade"):

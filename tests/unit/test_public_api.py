@@ -225,6 +225,7 @@ DATACLASS_FIELDS = {
         "store_backend",
         "vector_dtype",
         "multi_process_mode",
+        "replicas",
     ],
     "StoredEntry": [
         "id",

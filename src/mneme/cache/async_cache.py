@@ -54,7 +54,7 @@ from mneme.cache.dump import DumpWriter, count_rows, read_dump
 from mneme.cache.options import CacheOptions, GuardsOption, check_sources
 from mneme.index import check_dtype
 from mneme.stores.async_protocol import AsyncLookupStore, AsyncStore  # async-only
-from mneme.stores.capabilities import AsyncCapableStore, searches_itself
+from mneme.stores.capabilities import AsyncCapableStore, ReportsReplicas, searches_itself
 from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -376,7 +376,11 @@ class AsyncSemanticCache:
         self._check_open()
         store = self._store
         flow = flows.health_flow(
-            self._state, self._now(), store.backend_label, store.schema_version
+            self._state,
+            self._now(),
+            store.backend_label,
+            store.schema_version,
+            replicated=isinstance(store, ReportsReplicas),
         )
         return await self._call(flow)
 

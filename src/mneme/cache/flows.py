@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 from mneme._errors import EmbedderDimensionError
 from mneme._policy import TOP_K, check_namespace, eviction_batch, from_bytes, unit_vector
-from mneme._types import Health, Hit, Progress, ProgressFn, Stats, StoredEntry
+from mneme._types import Health, Hit, Progress, ProgressFn, ReplicaStatus, Stats, StoredEntry
 from mneme.cache.core import (
     Counters,
     PreparedPut,
@@ -587,7 +587,10 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
     )
 
 
-def health_flow(st: CacheState, now: int, store_backend: str, schema_version: int) -> Flow[Health]:
+def health_flow(
+    st: CacheState, now: int, store_backend: str, schema_version: int, replicated: bool = False
+) -> Flow[Health]:
+    """``replicated``: the store reports read replicas (``ReportsReplicas``)."""
     try:
         integrity: bool = yield from store(lambda s: s.integrity_check())
     except Exception:
@@ -599,6 +602,9 @@ def health_flow(st: CacheState, now: int, store_backend: str, schema_version: in
     oldest: int | None = yield from store(lambda s: s.oldest_created_at())
     entries: int = yield from store(lambda s: s.count())
     namespaces: list[str] = yield from store(lambda s: s.list_namespaces())
+    replicas: tuple[ReplicaStatus, ...] = ()
+    if replicated:
+        replicas = yield StoreCall(lambda s: s.replica_status())
     return Health(
         healthy=integrity and fingerprint_ok,
         schema_version=schema_version,
@@ -611,6 +617,7 @@ def health_flow(st: CacheState, now: int, store_backend: str, schema_version: in
         store_backend=store_backend,
         vector_dtype=st.options.vector_dtype,  # type: ignore[arg-type]
         multi_process_mode=st.options.multi_process_mode,  # type: ignore[arg-type]
+        replicas=replicas,
     )
 
 

@@ -38,7 +38,7 @@ from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, count_rows, read_dump
 from mneme.cache.options import CacheOptions, GuardsOption, check_sources
 from mneme.index import check_dtype
-from mneme.stores.capabilities import searches_itself
+from mneme.stores.capabilities import ReportsReplicas, searches_itself
 from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -319,7 +319,11 @@ class SemanticCache:
         self._check_open()
         store = self._store
         flow = flows.health_flow(
-            self._state, self._now(), store.backend_label, store.schema_version
+            self._state,
+            self._now(),
+            store.backend_label,
+            store.schema_version,
+            replicated=isinstance(store, ReportsReplicas),
         )
         return self._call(flow)
 

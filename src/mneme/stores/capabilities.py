@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypeGuard, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from mneme.stores.async_protocol import AsyncStore, AsyncVectorSearchStore
 from mneme.stores.protocol import VectorSearchStore
 
-__all__ = ["AsyncCapableStore", "searches_itself"]
+__all__ = ["AsyncCapableStore", "ReportsReplicas", "searches_itself"]
 
 
 @runtime_checkable
@@ -16,6 +16,14 @@ class AsyncCapableStore(Protocol):
     (None when it cannot, e.g. built on a caller's sync connection)."""
 
     def to_async(self) -> AsyncStore | None: ...
+
+
+@runtime_checkable
+class ReportsReplicas(Protocol):
+    """A store with read replicas: ``replica_status()`` returns (or, on an async store,
+    awaits to) a tuple of ``ReplicaStatus``, which ``health()`` reports."""
+
+    def replica_status(self) -> Any: ...
 
 
 def searches_itself(store: object) -> TypeGuard[VectorSearchStore | AsyncVectorSearchStore]:

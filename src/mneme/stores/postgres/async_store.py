@@ -18,11 +18,12 @@ source (``async_connection``). psycopg is imported lazily: ``import mneme`` neve
 from __future__ import annotations
 
 import asyncio  # async-only
+import functools
+import time
 
 # sync: import threading
-# sync: import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -30,14 +31,14 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme._types import ProgressFn, StoredEntry
+from mneme._types import ProgressFn, ReplicaStatus, StoredEntry
 from mneme.stores.postgres.async_connection import (
     AsyncCallerConnection,
     AsyncConnectionSource,
     AsyncOwnedConnection,
     AsyncPoolConnection,
 )
-from mneme.stores.postgres.dsn import require_psycopg
+from mneme.stores.postgres.dsn import mask_dsn, require_psycopg
 from mneme.stores.postgres.graphs import VectorGraph
 from mneme.stores.postgres.operations import (
     BATCH,
@@ -47,7 +48,9 @@ from mneme.stores.postgres.operations import (
     _entry,
     _log,
     dedupe_batch,
+    op_row,
 )
+from mneme.stores.postgres.replicas import STATUS_SQL, WRITTEN_LSN_SQL, Replica, Router
 from mneme.stores.postgres.requests import (
     Atomic,
     CopyIn,
@@ -68,6 +71,8 @@ __all__ = ["AsyncPostgresStore"]
 
 _T = TypeVar("_T")
 # sync: _STOP_WAIT_S = 10.0
+# How often a read waiting for a replica to replay this store's last write looks again.
+_REPLAY_POLL_S = 0.005
 
 
 class AsyncPostgresStore(PgCore):
@@ -96,6 +101,17 @@ class AsyncPostgresStore(PgCore):
     where each namespace stands.
     ``progress`` is called with the progress of the pgvector upgrade that ``open`` runs
     on a schema without the side table (tasks "backfill", "index", "catch-up").
+
+    ``replicas``: streaming replicas of the same database, each a DSN (the store opens
+    one connection to it) or a pool. Layer 1 and Layer 2 reads (``get_by_hash``,
+    ``get_many_by_hash``, ``get_by_id``, ``search``, ``lookup``) go to them in turn; everything
+    else, and every write, to the primary. After this store commits a change its reads
+    use a replica only once it has replayed that commit, waiting at most
+    ``replica_wait_timeout`` seconds, else the primary. A replica that fails, or lags
+    more than ``replica_max_lag`` seconds, is skipped (a warning, and a count in
+    ``replica_status``) and tried again after ``replica_retry_interval`` seconds. While
+    the primary is unreachable, reads go to the replicas and writes raise
+    ``StoreBackendError``; access times and counters wait in memory for it.
     """
 
     def __init__(
@@ -114,6 +130,10 @@ class AsyncPostgresStore(PgCore):
         auto_index: bool = True,
         connect_timeout: float = 10.0,
         progress: ProgressFn | None = None,
+        replicas: Sequence[Any] = (),
+        replica_max_lag: float = 30.0,
+        replica_wait_timeout: float = 0.1,
+        replica_retry_interval: float = 5.0,
     ) -> None:
         super().__init__("AsyncPostgresStore", locals())
         require_psycopg()
@@ -124,34 +144,193 @@ class AsyncPostgresStore(PgCore):
             self._source = AsyncCallerConnection(connection)
         else:
             self._source = AsyncPoolConnection(pool)
+        self._router: Router | None = None
+        if replicas:
+            self._router = Router(
+                [
+                    Replica(mask_dsn(r), AsyncOwnedConnection(r, connect_timeout))
+                    if isinstance(r, str)
+                    else Replica(getattr(r, "name", None) or f"pool {i}", AsyncPoolConnection(r))
+                    for i, r in enumerate(replicas)
+                ],
+                self._replica_options,
+            )
+        # sync: self._replica_sources = list(replicas)
         self._dsn = dsn
         # Background graph builds: the task (thread) and its connection.
         self._background: dict[Any, AsyncOwnedConnection] = {}
 
     # sync: def to_async(self) -> AsyncPostgresStore | None:
-    # sync:     """An ``AsyncPostgresStore`` with the same options on the same DSN, for
-    # sync:     ``AsyncSemanticCache``; None for a caller's connection or pool, which are sync."""
+    # sync:     """An ``AsyncPostgresStore`` with the same options on the same DSNs, for
+    # sync:     ``AsyncSemanticCache``; None for a caller's connection or a pool, which
+    # sync:     are sync."""
     # sync:     from mneme.stores.postgres.async_store import AsyncPostgresStore
     # sync:
-    # sync:     if self._dsn is None:
+    # sync:     replicas = self._replica_sources
+    # sync:     if self._dsn is None or not all(isinstance(r, str) for r in replicas):
     # sync:         return None
-    # sync:     return AsyncPostgresStore(self._dsn, **self._options)
+    # sync:     return AsyncPostgresStore(self._dsn, replicas=replicas, **self._options)
 
-    async def _run(self, op: str, body: PgOp[_T], mode: Mode = "read") -> _T:
-        """Run an operation on a borrowed connection; psycopg errors become
-        StoreBackendError (the original chained)."""
+    async def _run(
+        self, op: str, body: PgOp[_T], mode: Mode = "read", *, wrote: bool = False
+    ) -> _T:
+        """Run an operation on the primary; psycopg errors become StoreBackendError
+        (the original chained). ``wrote``: it changes entries (read-your-writes)."""
         import psycopg
 
         try:
-            async with self._source.borrow() as conn:
-                if self._vector_info is not None:
-                    self._adapt(conn)
-                if mode == "raw" or (mode == "read" and conn.autocommit):
-                    return await _drive(conn, body)
-                async with conn.transaction():
-                    return await _drive(conn, body)
+            result = await self._attempt(self._source, body, mode, wrote=wrote)
         except psycopg.Error as exc:
+            if self._router is not None and _unreachable(exc):
+                self._router.primary_failed(exc)
             raise self._error(op, exc) from exc
+        except StoreBackendError as exc:
+            if self._router is not None and _unreachable(exc):
+                self._router.primary_failed(exc)
+            raise
+        if self._router is not None:
+            self._router.primary_answered()
+        return result
+
+    async def _attempt(
+        self, source: AsyncConnectionSource, body: PgOp[_T], mode: Mode, *, wrote: bool = False
+    ) -> _T:
+        """``body`` on a connection of ``source``; errors propagate as they are."""
+        async with source.borrow() as conn:
+            if self._vector_info is not None:
+                self._adapt(conn)
+            if mode == "raw" or (mode == "read" and conn.autocommit):
+                result = await _drive(conn, body)
+            else:
+                async with conn.transaction():
+                    result = await _drive(conn, body)
+            if wrote and self._router is not None:
+                self._router.wrote(await _written_position(conn))
+            return result
+
+    # -- routing reads (stores with replicas) -------------------------------------------
+
+    async def _read(
+        self,
+        op: str,
+        make: Callable[[], PgOp[_T]],
+        *,
+        layer: bool = False,
+        mode: Mode = "read",
+    ) -> _T:
+        """A read: Layer 1/2 reads (``layer``) from a replica that has this store's
+        writes, others from the primary; from any replica while the primary is down.
+        ``make`` builds the operation again for each server tried."""
+        router = self._router
+        if router is None:
+            return await self._run(op, make(), mode)
+        import psycopg
+
+        if self._flush_due():
+            await self._flush_quietly()
+        if router.primary_usable():
+            if layer:
+                replica = await self._fresh_replica(router)
+                if replica is not None:
+                    try:
+                        result = await self._attempt(replica.source, make(), mode)
+                    except (psycopg.Error, StoreBackendError) as exc:
+                        router.failed(replica, exc)
+                    else:
+                        router.answered(replica)
+                        return result
+            try:
+                result = await self._attempt(self._source, make(), mode)
+            except (psycopg.Error, StoreBackendError) as exc:
+                if not _unreachable(exc):
+                    if isinstance(exc, StoreBackendError):
+                        raise
+                    raise self._error(op, exc) from exc
+                router.primary_failed(exc)
+            else:
+                router.primary_answered()
+                return result
+        return await self._read_without_primary(router, op, make, mode)
+
+    async def _read_without_primary(
+        self, router: Router, op: str, make: Callable[[], PgOp[_T]], mode: Mode
+    ) -> _T:
+        import psycopg
+
+        last: BaseException | None = None
+        for replica in router.rotation() or router.fallback():
+            try:
+                result = await self._attempt(replica.source, make(), mode)
+            except (psycopg.Error, StoreBackendError) as exc:
+                router.failed(replica, exc)
+                last = exc
+                continue
+            router.answered(replica)
+            return result
+        raise StoreBackendError(
+            f"PostgresStore.{op} failed: the primary and every replica are unreachable"
+            + (f" (last error: {str(last).strip()})" if last is not None else "")
+        ) from last
+
+    async def _fresh_replica(self, router: Router) -> Replica | None:
+        """A replica in rotation that has replayed this store's last write, waiting at
+        most ``replica_wait_timeout`` for one to get there; None: use the primary."""
+        deadline: float | None = None
+        while True:
+            behind = []
+            for replica in router.rotation():
+                if router.check_due(replica) and not await self._check_replica(replica):
+                    continue
+                if router.caught_up(replica):
+                    return replica
+                if replica.standby:
+                    behind.append(replica)
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + router.options.wait_timeout
+            if not behind or now >= deadline:
+                return None
+            await asyncio.sleep(min(_REPLAY_POLL_S, deadline - now))  # async-only
+            # sync: time.sleep(min(_REPLAY_POLL_S, deadline - now))
+
+    async def _check_replica(self, replica: Replica) -> bool:
+        """Read the replica's replay position and lag; True when it may answer."""
+        import psycopg
+
+        assert self._router is not None
+        try:
+            row = await self._attempt(replica.source, op_row(STATUS_SQL), "read")
+        except (psycopg.Error, StoreBackendError) as exc:
+            self._router.failed(replica, exc)
+            return False
+        return self._router.checked(replica, *row)
+
+    async def _flush_quietly(self) -> None:
+        """Write pending access times on the primary if it answers; if it does not,
+        keep them for later rather than fail the read that triggered the write."""
+        assert self._router is not None
+        if not self._router.primary_usable():
+            return
+        try:
+            await self._run("update_access", self._op_flush(), "raw", wrote=True)
+        except StoreBackendError as exc:
+            _log.warning("access times kept in memory for a later write: %s", exc)
+
+    async def replica_status(self) -> tuple[ReplicaStatus, ...]:
+        """Each replica's state, lag (checked now) and counts; empty without replicas."""
+        self._check()
+        router = self._router
+        if router is None:
+            return ()
+        position = None
+        try:
+            row = await self._run("replica_status", op_row(WRITTEN_LSN_SQL))
+            position = None if row is None else int(row[0])
+        except StoreBackendError:
+            pass  # the primary is down: no byte lag
+        for replica in router.replicas:
+            await self._check_replica(replica)
+        return router.status(position)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -168,9 +347,10 @@ class AsyncPostgresStore(PgCore):
                 )
             self._check_embedder(stored, embedder_fingerprint, embedder_dim)
             owned = isinstance(self._source, AsyncOwnedConnection)
-            await self._run("open (pgvector)", self._op_open_vectors(owned), "raw")
+            # wrote: replicas answer only once they have what opening may have created.
+            await self._run("open (pgvector)", self._op_open_vectors(owned), "raw", wrote=True)
         except BaseException:
-            await self._source.close()
+            await self._close_sources()
             raise
         self._open = True
 
@@ -180,10 +360,20 @@ class AsyncPostgresStore(PgCore):
                 await self._run("close", self._op_flush(), "raw")
             except StoreBackendError as exc:
                 _log.warning("AsyncPostgresStore.close could not write access times: %s", exc)
+        if self._open and self._counter_backlog:
+            try:
+                await self._write_held_counters()
+            except StoreBackendError as exc:
+                _log.warning("AsyncPostgresStore.close could not write counters: %s", exc)
         self._open = False
         self._search = False
         await self._stop_background()
+        await self._close_sources()
+
+    async def _close_sources(self) -> None:
         await self._source.close()
+        for replica in self._router.replicas if self._router is not None else ():
+            await replica.source.close()
 
     async def _stop_background(self) -> None:
         """Stop background graph builds (their statements are cancelled on the server):
@@ -200,33 +390,49 @@ class AsyncPostgresStore(PgCore):
         # sync:         _log.warning("schema %r: a graph build is still stopping", self.schema)
 
     # -- reads ------------------------------------------------------------------
+    # Layer 1 and 2 reads may go to a replica; with one, pending access times are
+    # written to the primary apart from the read (_read), not inside it.
 
     async def get_by_hash(self, namespace: str, query_hash: str) -> StoredEntry | None:
         self._check()
-        op = self._op_fetch_entry("by_hash", [namespace, query_hash])
-        return await self._run("get_by_hash", op)
+        here = self._router is None
+        return await self._read(
+            "get_by_hash",
+            lambda: self._op_fetch_entry("by_hash", [namespace, query_hash], flush=here),
+            layer=True,
+        )
 
     async def get_by_id(self, id: int) -> StoredEntry | None:
         self._check()
-        return await self._run("get_by_id", self._op_fetch_entry("by_id", [id]))
+        here = self._router is None
+        found = await self._read(
+            "get_by_id", lambda: self._op_fetch_entry("by_id", [id], flush=here), layer=True
+        )
+        if found is None and self._router is not None and self._router.primary_usable():
+            # A replica may not have replayed another process's new entry yet: the
+            # cache drops ids it is told are gone, so ask the primary before saying so.
+            found = await self._run("get_by_id", self._op_fetch_entry("by_id", [id], False))
+        return found
 
     async def get_many_by_hash(
         self, namespace: str, query_hashes: Sequence[str]
     ) -> dict[str, StoredEntry]:
         self._check()
-        return await self._run("get_many_by_hash", self._op_by_hashes(namespace, query_hashes))
+        return await self._read(
+            "get_many_by_hash", lambda: self._op_by_hashes(namespace, query_hashes), layer=True
+        )
 
     async def count(self, namespace: str | None = None) -> int:
         self._check()
-        return await self._run("count", self._op_count(namespace))
+        return await self._read("count", lambda: self._op_count(namespace))
 
     async def list_namespaces(self) -> list[str]:
         self._check()
-        return await self._run("list_namespaces", self._op_namespaces())
+        return await self._read("list_namespaces", self._op_namespaces)
 
     async def iter_lru_ids(self, n: int, namespace: str | None = None) -> list[int]:
         self._check()
-        return await self._run("iter_lru_ids", self._op_lru(n, namespace), "raw")
+        return await self._run("iter_lru_ids", self._op_lru(n, namespace), "raw", wrote=True)
 
     async def _pages(
         self, op: str, name: str, after_id: int, batch: int
@@ -235,7 +441,7 @@ class AsyncPostgresStore(PgCore):
         held between batches."""
         while True:
             self._check()
-            rows = await self._run(op, self._op_page(name, after_id, batch))
+            rows = await self._read(op, functools.partial(self._op_page, name, after_id, batch))
             yield rows
             if len(rows) < batch:
                 return
@@ -270,34 +476,38 @@ class AsyncPostgresStore(PgCore):
 
     async def oldest_created_at(self) -> int | None:
         self._check()
-        return await self._run("oldest_created_at", self._op_optional_int("oldest"))
+        return await self._read("oldest_created_at", lambda: self._op_optional_int("oldest"))
 
     async def get_namespace_quota(self, namespace: str) -> int | None:
         self._check()
-        op = self._op_optional_int("quota_get", [namespace])
-        return await self._run("get_namespace_quota", op)
+        return await self._read(
+            "get_namespace_quota", lambda: self._op_optional_int("quota_get", [namespace])
+        )
 
     async def read_version_counter(self) -> int:
         self._check()
-        return int(await self._run("read_version_counter", self._op_scalar("version")))
+        return int(await self._read("read_version_counter", lambda: self._op_scalar("version")))
 
     async def read_meta(self, key: str) -> str | None:
         self._check()
-        return await self._run("read_meta", self._op_read_meta(key))
+        return await self._read("read_meta", lambda: self._op_read_meta(key))
 
     async def read_counters(self, namespace: str | None = None) -> dict[str, int]:
         self._check()
-        return await self._run("read_counters", self._op_counters(namespace))
+        totals = await self._read("read_counters", lambda: self._op_counters(namespace))
+        for name, n in self._held_counters(namespace).items():
+            totals[name] = totals.get(name, 0) + n
+        return totals
 
     async def integrity_check(self) -> bool:
         self._check()
-        return await self._run("integrity_check", self._op_integrity())
+        return await self._read("integrity_check", self._op_integrity)
 
     # -- writes -----------------------------------------------------------------
 
     async def insert(self, entry: StoredEntry) -> int:
         self._check()
-        id_, flag = await self._run("insert", self._op_insert(entry), "raw")
+        id_, flag = await self._run("insert", self._op_insert(entry), "raw", wrote=True)
         if flag is not None:
             await self._adopt([replace(entry, id=id_)])
         await self._after_insert({entry.namespace: 1})
@@ -321,7 +531,8 @@ class AsyncPostgresStore(PgCore):
         if not entries:
             return []
         rows = dedupe_batch(entries)
-        ids, flag = await self._run("insert_many", self._op_insert_many(rows), "raw")
+        op = self._op_insert_many(rows)
+        ids, flag = await self._run("insert_many", op, "raw", wrote=True)
         if flag is not None:
             await self._adopt([replace(e, id=ids[(e.namespace, e.query_hash)]) for e in rows])
         await self._after_insert(Counter(e.namespace for e in rows))
@@ -329,31 +540,37 @@ class AsyncPostgresStore(PgCore):
 
     async def _adopt(self, written: Sequence[StoredEntry]) -> None:
         op = self._op_adopt_vectors(written)
-        self._vec = await self._run("insert (pgvector side table)", op, "raw")
+        self._vec = await self._run("insert (pgvector side table)", op, "raw", wrote=True)
         _log.info("schema %r: keeping the pgvector side table written from now on", self.schema)
 
     async def update_access(self, id: int, now: int) -> None:
         self._check()
         if self._touch(id, now) or self._flush_due():
-            await self._run("update_access", self._op_flush(), "raw")
+            if self._router is not None:
+                await self._flush_quietly()
+            else:
+                await self._run("update_access", self._op_flush(), "raw")
 
     async def delete_many(self, ids: Sequence[int]) -> dict[str, int]:
         self._check()
         if not ids:
             return {}
-        return await self._run("delete_many", self._op_delete_many(ids), "raw")
+        return await self._run("delete_many", self._op_delete_many(ids), "raw", wrote=True)
 
     async def delete_by_id(self, id: int) -> bool:
         self._check()
-        return await self._run("delete_by_id", self._op_delete("delete_id", [id]), "raw") > 0
+        op = self._op_delete("delete_id", [id])
+        return await self._run("delete_by_id", op, "raw", wrote=True) > 0
 
     async def delete_expired(self, now: int, namespace: str | None = None) -> int:
         self._check()
-        return await self._run("delete_expired", self._op_delete_expired(now, namespace), "raw")
+        op = self._op_delete_expired(now, namespace)
+        return await self._run("delete_expired", op, "raw", wrote=True)
 
     async def clear_namespace(self, namespace: str) -> int:
         self._check()
-        return await self._run("clear_namespace", self._op_delete("clear_ns", [namespace]), "raw")
+        op = self._op_delete("clear_ns", [namespace])
+        return await self._run("clear_namespace", op, "raw", wrote=True)
 
     async def set_namespace_quota(self, namespace: str, max_entries: int | None) -> None:
         self._check()
@@ -365,8 +582,32 @@ class AsyncPostgresStore(PgCore):
         await self._run("write_meta", self._op_fetch("meta_set", [key, value], "none"), "write")
 
     async def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        """With replicas, counters the primary cannot take now are kept in memory and
+        written with a later call (``read_counters`` of this store includes them)."""
         self._check()
-        await self._run("add_counters", self._op_add_counters(namespace, deltas), "write")
+        if self._router is None:
+            await self._run("add_counters", self._op_add_counters(namespace, deltas), "write")
+            return
+        self._hold_counters(namespace, deltas)
+        if not self._router.primary_usable():
+            return
+        try:
+            await self._write_held_counters()
+        except StoreBackendError as exc:
+            if not _unreachable(exc):
+                # The caller keeps these deltas for its next try; hold only older ones.
+                self._hold_counters(namespace, {name: -n for name, n in deltas.items()})
+                raise
+            _log.warning("counters kept in memory for a later write: %s", exc)
+
+    async def _write_held_counters(self) -> None:
+        backlog = self._take_counters()
+        try:
+            await self._run("add_counters", self._op_write_counters(backlog), "write")
+        except BaseException:
+            for namespace, deltas in backlog.items():
+                self._hold_counters(namespace, deltas)
+            raise
 
     # -- pgvector ----------------------------------------------------------------
 
@@ -376,7 +617,9 @@ class AsyncPostgresStore(PgCore):
         """The ``k`` nearest live entries of ``namespace`` with their cosine similarity,
         best first, in one round trip on an autocommit connection."""
         self._check()
-        return await self._run("search", self._op_search(namespace, vector, k, now), "raw")
+        return await self._read(
+            "search", lambda: self._op_search(namespace, vector, k, now), layer=True, mode="raw"
+        )
 
     async def lookup(
         self,
@@ -390,8 +633,13 @@ class AsyncPostgresStore(PgCore):
         """``get_by_hash`` and ``search`` in one statement, one round trip: what a
         cache ``get`` that was given the query's embedding needs."""
         self._check()
-        op = self._op_lookup(namespace, query_hash, vector, k, now)
-        return await self._run("lookup", op, "raw")
+        here = self._router is None
+        return await self._read(
+            "lookup",
+            lambda: self._op_lookup(namespace, query_hash, vector, k, now, flush=here),
+            layer=True,
+            mode="raw",
+        )
 
     async def rebuild_vector_index(self, namespace: str | None = None) -> list[str]:
         """Rebuild the HNSW graph of ``namespace``, or every graph, with ``REINDEX INDEX
@@ -459,6 +707,37 @@ class AsyncPostgresStore(PgCore):
 
 
 # -- the driver -----------------------------------------------------------------
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the server cannot be reached (connect refused, connection
+    lost, shutting down, pool exhausted) rather than that a statement failed."""
+    import psycopg
+
+    if isinstance(exc, StoreBackendError):
+        exc = exc.__cause__ if exc.__cause__ is not None else exc
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in ("57P01", "57P02", "57P03")
+
+
+async def _written_position(conn: AsyncConnection[Any]) -> int | None:
+    """The primary's WAL position right after a commit on ``conn``: at or past that
+    commit. None when the commit is still to come (inside a caller's transaction) or
+    the position cannot be read."""
+    import psycopg
+    from psycopg import pq
+
+    if conn.info.transaction_status != pq.TransactionStatus.IDLE:
+        return None
+    try:
+        async with conn.cursor() as cur:
+            await cur.execute(WRITTEN_LSN_SQL)
+            row = await cur.fetchone()
+    except psycopg.Error:
+        return None
+    return None if row is None else int(row[0])
 
 
 async def _drive(conn: AsyncConnection[Any], op: PgOp[_T]) -> _T:

@@ -2,9 +2,11 @@
 as a generator of database requests (see ``requests``). The two stores only borrow
 connections and drive these generators, one with calls and one with awaits.
 
-Concurrency: every transaction that changes ``entries`` first locks the
-``version_counter`` row, so writers from any number of processes queue on one row
-instead of deadlocking on each other's entry rows; reads never wait.
+Concurrency: every transaction that changes ``entries`` first locks its connection's
+row of ``version_slots`` (picked by the server process id) and adds one to it before it
+commits; the version is the sum of the slots. Writers on different connections do not
+wait for each other's counter, only for entry rows they both change; the rare deadlock
+between two such transactions is retried. Reads never wait.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from mneme.stores.postgres.graphs import (
     retire_legacy_index,
     with_cleanup,
 )
+from mneme.stores.postgres.replicas import ReplicaOptions
 from mneme.stores.postgres.requests import (
     Atomic,
     CopyIn,
@@ -47,7 +50,7 @@ from mneme.stores.postgres.requests import (
     PgOp,
 )
 from mneme.stores.postgres.schema import load_migrations, provision
-from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, compose
+from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, VERSION_SLOTS, compose
 from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
@@ -67,7 +70,7 @@ if TYPE_CHECKING:
     from psycopg.sql import Composed
     from psycopg.types import TypeInfo
 
-__all__ = ["Mode", "PgCore", "dedupe_batch", "metadata_json"]
+__all__ = ["Mode", "PgCore", "dedupe_batch", "metadata_json", "op_row"]
 
 _log = logging.getLogger("mneme.postgres")
 _T = TypeVar("_T")
@@ -82,6 +85,8 @@ BATCH = 2_000
 VECTOR_BATCH = 10_000
 _FLUSH_AFTER_S = 1.0
 _FLUSH_AFTER_N = 1_000
+# Attempts of a write transaction that the server aborted to break a deadlock.
+_DEADLOCK_ATTEMPTS = 4
 # Rows per statement of a large insert_many (one transaction): bounds client memory.
 _INSERT_CHUNK = 5_000
 # From this many rows, insert_many on an owned connection goes through COPY.
@@ -89,6 +94,8 @@ _COPY_AT_LEAST = 256
 _SCAN_AT_LEAST = 20
 # A namespace's size is checked for a graph every this many rows written to it.
 _CHECK_EVERY = 500
+# Access times held in memory at most, when writes keep failing.
+_PENDING_MAX = 100_000
 
 
 def metadata_json(value: Any) -> str:
@@ -165,6 +172,9 @@ STORE_OPTIONS = (
     "auto_index",
     "connect_timeout",
     "progress",
+    "replica_max_lag",
+    "replica_wait_timeout",
+    "replica_retry_interval",
 )
 
 
@@ -173,7 +183,7 @@ class PgCore:
 
     backend_label = "postgres"
     index_label = "pgvector"
-    schema_version = 1
+    schema_version = 2
 
     def __init__(self, owner: str, arguments: Mapping[str, Any]) -> None:
         """``arguments``: the store constructor's arguments (its ``locals()``)."""
@@ -195,7 +205,20 @@ class PgCore:
             max_scan_tuples=arguments["max_scan_tuples"],
             exact_search_max_rows=arguments["exact_search_max_rows"],
         )
-        # Everything but the connection source, to build a twin store with.
+        self._replica_options = ReplicaOptions(
+            max_lag=arguments["replica_max_lag"],
+            wait_timeout=arguments["replica_wait_timeout"],
+            retry_interval=arguments["replica_retry_interval"],
+        )
+        replicas = arguments["replicas"]
+        if isinstance(replicas, str) or not isinstance(replicas, Sequence):
+            raise ValueError("replicas must be a list of DSNs or connection pools")
+        for replica in replicas:
+            if not (isinstance(replica, str) or _pool_like(replica)):
+                raise ValueError(
+                    f"each replica must be a DSN string or a connection pool, got {replica!r}"
+                )
+        # Everything but the connection sources, to build a twin store with.
         self._options = {name: arguments[name] for name in STORE_OPTIONS}
         self.schema = schema
         self._use_pgvector = use_pgvector
@@ -206,6 +229,9 @@ class PgCore:
         self._pending: dict[int, tuple[int, int]] = {}
         self._pending_since = 0.0
         self._pending_lock = threading.Lock()
+        self._dropped_touches = 0
+        # With replicas: counter deltas not written yet because the primary was down.
+        self._counter_backlog: dict[str, dict[str, int]] = {}
         # pgvector: the side-table statements when this store keeps the side table
         # written (always, once the schema has it), the vector type to register on
         # connections, and whether this store answers search.
@@ -269,8 +295,44 @@ class PgCore:
             if not self._pending:
                 self._pending_since = time.monotonic()
             touch = self._pending.get(id)
+            if touch is None and len(self._pending) >= _PENDING_MAX:
+                # Writes have been failing for long: keep memory bounded, lose LRU detail.
+                self._dropped_touches += 1
+                if self._dropped_touches == 1:
+                    _log.warning(
+                        "%d access times are waiting to be written; further ones are "
+                        "dropped until the database takes them",
+                        _PENDING_MAX,
+                    )
+                return True
             self._pending[id] = (now, 1 + (touch[1] if touch else 0))
             return len(self._pending) >= _FLUSH_AFTER_N
+
+    # -- counter deltas held while the primary is down (stores with replicas) -------
+
+    def _hold_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        with self._pending_lock:
+            held = self._counter_backlog.setdefault(namespace, {})
+            for name, n in deltas.items():
+                held[name] = held.get(name, 0) + n
+
+    def _take_counters(self) -> dict[str, dict[str, int]]:
+        with self._pending_lock:
+            backlog, self._counter_backlog = self._counter_backlog, {}
+            return backlog
+
+    def _held_counters(self, namespace: str | None) -> dict[str, int]:
+        with self._pending_lock:
+            totals: dict[str, int] = {}
+            for ns, held in self._counter_backlog.items():
+                if namespace is None or ns == namespace:
+                    for name, n in held.items():
+                        totals[name] = totals.get(name, 0) + n
+            return totals
+
+    def _op_write_counters(self, backlog: Mapping[str, Mapping[str, int]]) -> PgOp[None]:
+        for namespace, deltas in backlog.items():
+            yield from self._op_add_counters(namespace, deltas)
 
     def _overlay(self, entry: StoredEntry | None) -> StoredEntry | None:
         """Show this process's not-yet-written touches on an entry it reads."""
@@ -289,11 +351,13 @@ class PgCore:
     # -- operations: writing -------------------------------------------------------
 
     def _op_write(self, body: Callable[[], PgOp[tuple[_T, bool]]]) -> PgOp[_T]:
-        """One transaction: lock the counter, write pending touches, run ``body``, and
-        bump the counter when ``body`` reports a change. Run with mode "raw"."""
+        """One transaction: lock the version slot, write pending touches, run ``body``,
+        and bump the slot when ``body`` reports a change. Run with mode "raw"."""
         pending = self._take_pending()
         try:
-            result: _T = yield Atomic(self._op_write_body(pending, body))
+            result: _T = yield from _retry_deadlocks(
+                lambda: _atomic(self._op_write_body(pending, body))
+            )
         except BaseException:
             self._restore_pending(pending)
             raise
@@ -304,7 +368,7 @@ class PgCore:
     ) -> PgOp[_T]:
         yield Execute(self._sql["lock"])
         if pending:
-            ids = list(pending)
+            ids = sorted(pending)  # every writer locks entry rows in one order
             yield Execute(
                 self._sql["flush"],
                 [ids, [pending[i][0] for i in ids], [pending[i][1] for i in ids]],
@@ -325,9 +389,9 @@ class PgCore:
             return (yield from self._op_write(body))
         conn = yield GetConnection()
         if conn.autocommit:  # the one statement is the whole transaction
-            result, _ = yield from body()
+            result, _ = yield from _retry_deadlocks(body)
             return result
-        result, _ = yield Atomic(body())
+        result, _ = yield from _retry_deadlocks(lambda: _atomic(body()))
         return result
 
     # -- operations: opening ------------------------------------------------------
@@ -450,8 +514,10 @@ class PgCore:
 
     # -- operations: reading -------------------------------------------------------
 
-    def _op_fetch_entry(self, name: str, params: Sequence[Any]) -> PgOp[StoredEntry | None]:
-        if self._flush_due():
+    def _op_fetch_entry(
+        self, name: str, params: Sequence[Any], flush: bool = True
+    ) -> PgOp[StoredEntry | None]:
+        if flush and self._flush_due():
             yield from self._op_flush()
         row = yield Execute(self._sql[name], params, "one")
         return self._overlay(None if row is None else _entry(row))
@@ -534,10 +600,11 @@ class PgCore:
         row = yield Execute(self._sql["integrity"], [self.schema, self.schema], "one")
         if row is None:
             return False
-        tables, index_ok, counter, fingerprint, dim, version = row
+        tables, index_ok, counter, slots, fingerprint, dim, version = row
         return bool(
             tables == 5
             and index_ok
+            and slots == VERSION_SLOTS
             and counter is not None
             and counter.isdigit()
             and fingerprint
@@ -565,7 +632,7 @@ class PgCore:
                 row = yield Execute(vec.sql["insert"], [*params, side], "one")
             if row is None:
                 raise StoreBackendError(
-                    f"PostgresStore.insert: the version_counter row is missing from schema "
+                    f"PostgresStore.insert: a row of version_slots is missing from schema "
                     f"{self.schema!r}; the schema was damaged outside mneme"
                 )
             # The statement bumped the counter itself.
@@ -701,14 +768,23 @@ class PgCore:
         return self._vec
 
     def _op_lookup(
-        self, namespace: str, query_hash: str, vector: npt.NDArray[np.float32], k: int, now: int
+        self,
+        namespace: str,
+        query_hash: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        now: int,
+        *,
+        flush: bool = True,
     ) -> PgOp[tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]]:
-        """The exact entry and the search's candidates in one statement. Mode "raw"."""
-        if self._flush_due():
+        """The exact entry and the search's candidates in one statement. Mode "raw".
+        ``flush``: write due access times first (not when the read may go to a replica;
+        the store writes them to the primary apart)."""
+        if flush and self._flush_due():
             yield from self._op_flush()
         prepared = self._search_params(namespace, vector, k, now)
         if prepared is None:
-            entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash])
+            entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash], flush=False)
             return entry, []
         vec, params, settings = prepared
         params["h"] = query_hash
@@ -847,6 +923,36 @@ class PgCore:
 def _nothing() -> PgOp[tuple[None, bool]]:
     return None, False
     yield  # a generator that yields nothing
+
+
+def _pool_like(value: Any) -> bool:
+    return hasattr(value, "connection") or hasattr(value, "getconn")
+
+
+def op_row(query: str) -> PgOp[Any]:
+    """One statement; its first row (None when it has none)."""
+    row = yield Execute(query, fetch="one")
+    return row
+
+
+def _atomic(body: PgOp[_T]) -> PgOp[_T]:
+    result: _T = yield Atomic(body)
+    return result
+
+
+def _retry_deadlocks(make: Callable[[], PgOp[_T]]) -> PgOp[_T]:
+    """Run ``make()``; when the server aborts it to break a deadlock with another
+    writer (both changing the same entry rows in different orders), run it again."""
+    from psycopg.errors import DeadlockDetected
+
+    for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+        try:
+            return (yield from make())
+        except DeadlockDetected:
+            if attempt == _DEADLOCK_ATTEMPTS:
+                raise
+            _log.info("write transaction chosen to break a deadlock; running it again")
+    raise AssertionError("unreachable")
 
 
 def _read(body: PgOp[_T]) -> PgOp[_T]:

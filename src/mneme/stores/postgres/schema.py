@@ -59,6 +59,16 @@ def _table_exists(schema: str, table: str) -> PgOp[bool]:
     return row is not None
 
 
+def _is_table(schema: str, name: str) -> PgOp[bool]:
+    row = yield Execute(
+        "SELECT c.relkind = 'r' FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        [schema, name],
+        "one",
+    )
+    return bool(row and row[0])
+
+
 def current_version(schema: str) -> PgOp[int | None]:
     """The schema's recorded version, or None when it is not provisioned."""
     from psycopg import sql
@@ -137,7 +147,11 @@ def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[s
             "INSERT INTO {}.{} (key, value) VALUES ('schema_version', %s) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
         )
-        for table in ("multi_process_state", "schema_meta"):
+        # From version 2 multi_process_state is a view that shows schema_meta's value.
+        tables = ["schema_meta"]
+        if (yield from _is_table(schema, "multi_process_state")):
+            tables.append("multi_process_state")
+        for table in tables:
             yield Execute(
                 stamp.format(sql.Identifier(schema), sql.Identifier(table)),
                 [str(migration.version)],

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from psycopg.sql import Composable, Composed
 
-__all__ = ["COLUMNS", "FRAGMENTS", "ITER_VECTORS_SQL", "STATEMENTS", "compose"]
+__all__ = ["COLUMNS", "FRAGMENTS", "ITER_VECTORS_SQL", "STATEMENTS", "VERSION_SLOTS", "compose"]
 
 COLUMNS = (
     "id, namespace, query_hash, query, response, embedding, metadata, "
@@ -35,9 +35,13 @@ ITER_VECTORS_SQL = (
 )
 """What the in-process index is rebuilt from: id, namespace, embedding, nothing else."""
 
+VERSION_SLOTS = 64
+"""Rows of ``version_slots`` (the 64 in the statements below and in migration 0002); a
+connection writes to the one its server process id picks."""
+
 FRAGMENTS: dict[str, str] = {
-    "bump": "bump AS (UPDATE {schema}.multi_process_state "
-    "SET value = (CAST(value AS BIGINT) + 1)::TEXT WHERE key = 'version_counter' RETURNING 1)",
+    "bump": "bump AS (UPDATE {schema}.version_slots SET value = value + 1 "
+    "WHERE slot = mod(pg_backend_pid(), 64) RETURNING 1)",
     "upsert_entry": "ON CONFLICT (namespace, query_hash) DO UPDATE SET query = EXCLUDED.query, "
     "response = EXCLUDED.response, embedding = EXCLUDED.embedding, "
     "metadata = EXCLUDED.metadata, created_at = EXCLUDED.created_at, "
@@ -85,14 +89,17 @@ def compose(text: str, schema: str, **extra: Composable) -> Composed:
 
 
 STATEMENTS: dict[str, str] = {
-    "lock": "SELECT 1 FROM {schema}.multi_process_state WHERE key = 'version_counter' FOR UPDATE",
-    "bump": "UPDATE {schema}.multi_process_state SET value = (CAST(value AS BIGINT) + 1)::TEXT "
-    "WHERE key = 'version_counter'",
-    "version": "SELECT CAST(value AS BIGINT) FROM {schema}.multi_process_state "
-    "WHERE key = 'version_counter'",
-    # The bump feeds the INSERT, so it runs (and takes the counter lock) first.
+    # A write transaction locks its version slot first and entry rows after, the order
+    # the one-statement upserts below take them in too.
+    "lock": "SELECT 1 FROM {schema}.version_slots WHERE slot = mod(pg_backend_pid(), 64) "
+    "FOR UPDATE",
+    "bump": "UPDATE {schema}.version_slots SET value = value + 1 "
+    "WHERE slot = mod(pg_backend_pid(), 64)",
+    # One statement, one snapshot: the sum counts exactly the changes committed before it.
+    "version": "SELECT CAST(sum(value) AS BIGINT) FROM {schema}.version_slots",
+    # The bump feeds the INSERT, so it runs (and takes the slot lock) first.
     "insert": "WITH {bump} {entry_insert} RETURNING id, {vector_flag}",
-    # As above: the join with bump makes the counter lock come before any entry row.
+    # As above: the join with bump makes the slot lock come before any entry row.
     "insert_many": "WITH {bump}, {batch_rows} {batch_insert} "
     "RETURNING namespace, query_hash, id, {vector_flag}",
     # Bulk loads on a connection the store owns: COPY into a session's staging table
@@ -144,11 +151,12 @@ STATEMENTS: dict[str, str] = {
     "counters_ns": "SELECT name, value FROM {schema}.cache_counters WHERE namespace = %s",
     "integrity": "SELECT "
     "(SELECT count(*) FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename IN "
-    "('entries', 'cache_counters', 'namespace_quotas', 'multi_process_state', 'schema_meta')), "
+    "('entries', 'cache_counters', 'namespace_quotas', 'version_slots', 'schema_meta')), "
     "(SELECT bool_and(i.indisvalid AND i.indisunique) FROM pg_catalog.pg_index i "
     "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid JOIN pg_catalog.pg_namespace n "
     "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'idx_entries_ns_hash'), "
     "(SELECT value FROM {schema}.multi_process_state WHERE key = 'version_counter'), "
+    "(SELECT count(*) FROM {schema}.version_slots), "
     "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_fingerprint'), "
     "(SELECT value FROM {schema}.schema_meta WHERE key = 'embedder_dim'), "
     "(SELECT value FROM {schema}.schema_meta WHERE key = 'schema_version')",
