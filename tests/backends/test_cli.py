@@ -50,15 +50,21 @@ def _scalar(dsn: str, query: str, schema: str) -> object:
     return row[0]
 
 
-def _hnsw_valid(dsn: str, schema: str) -> bool | None:
+def _hnsw_valid(dsn: str, schema: str) -> bool:
+    """The upgrade finished: recorded in schema_meta, and no graph left invalid."""
     with psycopg.connect(dsn, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        done = conn.execute(
+            sql.SQL("SELECT value FROM {}.schema_meta WHERE key = 'vector_layout'").format(
+                sql.Identifier(schema)
+            )
+        ).fetchone()
+        invalid = conn.execute(
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = 'idx_entry_vectors_hnsw'",
+            "WHERE n.nspname = %s AND c.relname LIKE 'idx_ev_hnsw_%%' AND NOT i.indisvalid",
             [schema],
         ).fetchone()
-    return None if row is None else bool(row[0])
+    return done == ("graphs",) and invalid == (0,)
 
 
 # -- stats and namespaces ----------------------------------------------------------------
@@ -167,7 +173,6 @@ def test_doctor_reports_problems_with_their_fixes(
                 "ALTER TABLE {}.entry_vectors ALTER COLUMN embedding SET STORAGE EXTENDED"
             ).format(s)
         )
-        conn.execute(sql.SQL("DROP INDEX {}.idx_entry_vectors_hnsw").format(s))
         with pytest.raises(psycopg.Error):  # leaves an invalid index behind
             conn.execute(
                 sql.SQL("CREATE UNIQUE INDEX CONCURRENTLY broken ON {}.entries (namespace)").format(
@@ -183,7 +188,7 @@ def test_doctor_reports_problems_with_their_fixes(
     out = result.stdout
     assert f"fail  index: {pg_schema}.broken is invalid" in out
     assert f"fix: REINDEX INDEX CONCURRENTLY {pg_schema}.broken" in out
-    assert f"fail  index: {pg_schema}.idx_entry_vectors_hnsw is missing" in out
+    assert "warn  graphs: 1 namespace(s) above 1,000 rows have no HNSW graph" in out
     assert "warn  vector storage: entry_vectors.embedding has attstorage 'x'" in out
     assert "SET STORAGE MAIN" in out
     assert "warn  maintenance_work_mem: 1MB" in out
@@ -215,7 +220,7 @@ def test_upgrade_pgvector_then_search_in_the_database(
     assert result.returncode == 0, result.stderr
     assert "backfill: 0 / 31 entries" in result.stderr
     assert "backfill: 31 / 31 entries in" in result.stderr
-    assert "HNSW index valid (31 entries)" in result.stdout
+    assert "pgvector side table complete (31 entries)" in result.stdout
     assert _hnsw_valid(postgres_dsn, pg_schema) is True
     assert _scalar(postgres_dsn, "SELECT count(*) FROM {s}.entry_vectors", pg_schema) == 31
     again = mneme("upgrade", "--pgvector", *pg_cache)
@@ -250,7 +255,7 @@ def test_reindex_and_rebuild_index(pg_cache: list[str], postgres_dsn: str, pg_sc
     for name in ("reindex", "rebuild-index"):
         result = mneme(name, *pg_cache)
         assert result.returncode == 0, result.stderr
-        assert "HNSW index rebuilt" in result.stdout
+        assert "HNSW graphs built and rebuilt" in result.stdout
         assert "index: 31 / 31 entries in" in result.stderr
         assert _hnsw_valid(postgres_dsn, pg_schema) is True
 
@@ -442,14 +447,14 @@ def test_ctrl_c_during_the_upgrade_then_running_it_again_resumes(
     # A deliberately slow build, so the interrupt lands inside it.
     slow = ["--hnsw-m", "48", "--hnsw-ef-construction", "400"]
     proc = popen("upgrade", "--pgvector", postgres_dsn, "--schema", pg_schema, *slow)
-    _wait_for(proc, "index: 0 / 6,001 entries")
+    _wait_for(proc, "index: 0 / 6,000 entries")  # the one namespace above 1,000 rows
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Run the same command again" in err
     assert "Traceback" not in err
-    assert _hnsw_valid(postgres_dsn, pg_schema) is not True
+    assert not _hnsw_valid(postgres_dsn, pg_schema)
     _consistent(postgres_dsn, pg_schema, entries=6001)
     again = mneme("upgrade", "--pgvector", postgres_dsn, "--schema", pg_schema)
     assert again.returncode == 0, again.stderr
@@ -464,8 +469,16 @@ def test_ctrl_c_during_an_import_leaves_whole_batches_and_a_rerun_finishes(
     fill_postgres(postgres_dsn, other_schema, n=8000)
     dump = str(tmp_path / "dump.jsonl")
     assert mneme("export", postgres_dsn, dump, "--schema", other_schema).returncode == 0
-    # The target has the pgvector side table: each entry costs a graph insertion.
+    # The target's namespace has its own HNSW graph: each entry costs a graph insertion.
     fill_postgres(postgres_dsn, pg_schema, n=1, use_pgvector=True)
+    graphed = PostgresStore(
+        postgres_dsn, schema=pg_schema, use_pgvector=True, exact_search_max_rows=0
+    )
+    graphed.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+    try:
+        assert graphed.build_vector_indexes()
+    finally:
+        graphed.close()
     proc = popen("import", postgres_dsn, dump, "--schema", pg_schema)
     _wait_for(proc, "import: 0 / 8,001 entries")
     time.sleep(1.0)

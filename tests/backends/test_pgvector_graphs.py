@@ -128,8 +128,8 @@ def test_no_background_build_without_auto_index(
     assert states(store) == {"big": "pending"}
     seen: list[Progress] = []
     assert store.build_vector_indexes(progress=seen.append) == ["big"]
-    assert seen[0] == Progress("index build", 0, 300, "rows")
-    assert seen[-1] == Progress("index build", 300, 300, "rows")
+    assert seen[0] == Progress("index", 0, 300)
+    assert seen[-1] == Progress("index", 300, 300)
     assert states(store) == {"big": "ready"}
     assert store.build_vector_indexes() == []  # nothing left to do
 

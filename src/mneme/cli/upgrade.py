@@ -69,12 +69,17 @@ def upgrade(
             hnsw_ef_construction=hnsw_ef_construction,
             progress=relay,
         ) as store:
+            assert isinstance(store, PostgresStore)
             entries = store.count()
+            graphs = store.vector_index_status()
     finally:
         watch.close()
         bars.close()
+    ready = sum(g.state == "ready" for g in graphs)
+    exact = sum(g.state != "ready" for g in graphs)
     click.echo(
-        f"{t.label}: pgvector side table complete and HNSW index valid ({entries:,} entries)"
+        f"{t.label}: pgvector side table complete ({entries:,} entries); "
+        f"{ready} namespace graph(s) ready, {exact} namespace(s) searched exactly"
     )
 
 
@@ -98,7 +103,8 @@ def rebuild_indexes(store: PostgresStore, target: Target, progress: ProgressFn) 
 @target_arguments
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def reindex(target: str, schema: str, quiet: bool) -> None:
-    """Rebuild the pgvector HNSW index without blocking writers (REINDEX CONCURRENTLY).
+    """Build the HNSW graph of every large namespace that lacks one, then rebuild the
+    existing graphs, all without blocking writers (CREATE / REINDEX ... CONCURRENTLY).
 
     Worth doing after many deletes or replacements, before VACUUM.
     """
@@ -115,7 +121,7 @@ def reindex(target: str, schema: str, quiet: bool) -> None:
             rebuild_indexes(store, t, bars)
     finally:
         bars.close()
-    click.echo(f"{t.label}: HNSW index rebuilt")
+    click.echo(f"{t.label}: HNSW graphs built and rebuilt")
 
 
 cli.add_command(reindex, name="rebuild-index")

@@ -314,7 +314,7 @@ def build_missing(
     built: list[str] = []
     done_rows = 0
     if progress is not None:
-        progress(Progress("index", 0, total_rows, "rows"))
+        progress(Progress("index", 0, total_rows))
     for graph in todo:
         if (
             yield from build_graph(
@@ -324,7 +324,7 @@ def build_missing(
             built.append(graph.namespace)
         done_rows += graph.rows
         if progress is not None:
-            progress(Progress("index", done_rows, total_rows, "rows"))
+            progress(Progress("index", done_rows, total_rows))
         _log.info(
             "schema %r: graphs %d / %d (%d / %d rows)",
             schema,
