@@ -93,7 +93,7 @@ def test_missing_redis_names_the_extra() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert "requires the optional 'redis' extra" in out
-    assert "pip install 'mneme[redis]'" in out
+    assert "pip install 'mneme-semantic-cache[redis]'" in out
 
 
 def test_snapshot_and_restore_name_the_redis_tools(opened: RedisStore) -> None:

@@ -178,11 +178,16 @@ def test_embedder_failure_is_a_miss(
     events = Events()
     cache = make_cache(metrics_hook=events)
     cache.put("c99", "r")
-    with caplog.at_level(logging.ERROR, logger="mneme"):
+    with caplog.at_level(logging.WARNING, logger="mneme"):
         assert cache.get("not in the table") is None
     assert events.miss_reasons() == ["embedder_failure"]
-    assert any("embedder" in r.getMessage() for r in caplog.records)
+    logged = [r for r in caplog.records if "embedder" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"]
+    assert logged[0].exc_info is not None
     assert cache.stats().misses == 1
+    with pytest.raises(KeyError):  # on put the embedder's error propagates
+        cache.put("not in the table", "r")
+    assert cache.stats().entries == 1
 
 
 def test_wrong_shape_embedding_on_get_is_a_miss(make_cache: CacheMaker) -> None:
@@ -220,14 +225,16 @@ def test_embedder_wrong_dim_on_put_raises(make_cache: CacheMaker) -> None:
     assert cache.stats().entries == 0
 
 
-def test_bypass_returns_none_and_counts_nothing(make_cache: CacheMaker) -> None:
+def test_bypass_returns_none_and_counts_a_miss(make_cache: CacheMaker) -> None:
     events = Events()
     cache = make_cache(metrics_hook=events)
     cache.put("c99", "r")
     assert cache.get("c99", bypass=True) is None
-    assert events.calls == []
+    assert events.calls == [("miss", {"namespace": "default", "reason": "bypass"})]
     stats = cache.stats()
-    assert (stats.hits_exact, stats.misses) == (0, 0)
+    assert (stats.hits_exact, stats.misses) == (0, 1)
+    hit = cache.get("c99")  # the entry is still there
+    assert hit is not None and hit.layer == "exact"
 
 
 def test_hit_metadata_is_not_shared_with_the_store(make_cache: CacheMaker) -> None:

@@ -284,7 +284,7 @@ class AsyncSemanticCache:
         bypass: bool = False,
     ) -> Hit | None:
         """Look the query up: exact first, then semantic. ``bypass=True`` skips the
-        cache (returns None and counts nothing), e.g. to force a fresh answer."""
+        cache and counts a miss (reason "bypass"), e.g. to force a fresh answer."""
         self._check_open()
         flow = flows.get_request(self._state, query, embedding, namespace, bypass, self._now())
         return await self._call(flow)

@@ -245,7 +245,7 @@ def _query_vectors(st: CacheState, texts: list[str], embedding: Any) -> Flow[Any
         return [vec], [reason]
     raw = yield EmbedCall(tuple(texts), batch=len(texts) > 1, capture=True)
     if isinstance(raw, BaseException):
-        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        log.warning("mneme: embedder failed on get; counting a miss", exc_info=raw)
         return [None] * len(texts), ["embedder_failure"] * len(texts)
     pairs = [_checked(r, st.dim, user=False) for r in raw]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -255,7 +255,7 @@ def _checked(
     raw: Any, dim: int, *, user: bool
 ) -> tuple[npt.NDArray[np.float32] | None, str | None]:
     if isinstance(raw, BaseException):
-        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        log.warning("mneme: embedder failed on get; counting a miss", exc_info=raw)
         return None, "embedder_failure"
     try:
         return unit_vector(raw, dim), None
@@ -560,8 +560,13 @@ def get_request(
     ns = check_namespace(namespace)
     text, qhash = st.options.key(query)
     if bypass:
-        return _done(None)  # skip the cache: no lookup, nothing counted
+        return bypass_flow(st, ns)
     return get_flow(st, ns, text, qhash, embedding, now)
+
+
+def bypass_flow(st: CacheState, ns: str) -> Flow[None]:
+    """A forced miss: no lookup, counted and reported as a miss, reason "bypass"."""
+    yield from _record_miss(st, ns, "bypass")
 
 
 def get_many_request(

@@ -53,7 +53,7 @@ __all__ = ["DynamoDBStore"]
 
 _EXTRA_HINT = (
     "DynamoDBStore requires the optional 'dynamodb' extra (boto3); "
-    "install it with: pip install 'mneme[dynamodb]'"
+    "install it with: pip install 'mneme-semantic-cache[dynamodb]'"
 )
 
 Item = dict[str, Any]

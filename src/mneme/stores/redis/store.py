@@ -57,7 +57,7 @@ __all__ = ["RedisStore"]
 
 _EXTRA_HINT = (
     "RedisStore requires the optional 'redis' extra (redis-py >= 5); "
-    "install it with: pip install 'mneme[redis]'"
+    "install it with: pip install 'mneme-semantic-cache[redis]'"
 )
 _PAGE = 500
 _URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@]*@")
