@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from mneme import MemoryStore, SQLiteStore, Store
+from mneme import MemoryStore, SQLiteStore
+from mneme.stores.protocol import BatchStore
 from mneme.testing import HashingEmbedder
 
 pytest_plugins = ["pg_fixtures", "kv_fixtures"]
 
-StoreFactory = Callable[[], Store]
+StoreFactory = Callable[[], BatchStore]
+"""Every store of this package has the batch methods; the contract tests them too."""
 
 # Every store the contract battery runs against. Each name maps to a fixture that
 # returns a zero-argument factory making a fresh, unopened store over the same
@@ -62,7 +64,7 @@ def store_factory(request: pytest.FixtureRequest) -> StoreFactory:
 
 
 @pytest.fixture
-def store(store_factory: StoreFactory) -> Iterator[Store]:
+def store(store_factory: StoreFactory) -> Iterator[BatchStore]:
     """A fresh store opened with the default test embedder's fingerprint and dim."""
     s = store_factory()
     s.open(EMBEDDER.fingerprint, EMBEDDER.dim)

@@ -53,7 +53,12 @@ from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
 from mneme.stores.async_protocol import AsyncStore  # async-only
-from mneme.stores.capabilities import AsyncCapableStore, searches_itself
+from mneme.stores.capabilities import (
+    AsyncCapableStore,
+    describe,
+    has_batch_methods,
+    searches_itself,
+)
 from mneme.stores.protocol import ChangeTrackingStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -162,6 +167,7 @@ class AsyncSemanticCache:
         try:
             store = self._store
             self._state.change_tracking = isinstance(store, ChangeTrackingStore)
+            self._state.batch = has_batch_methods(store)
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
@@ -359,10 +365,8 @@ class AsyncSemanticCache:
 
     async def health(self) -> Health:
         self._check_open()
-        store = self._store
-        flow = flows.health_flow(
-            self._state, self._now(), store.backend_label, store.schema_version
-        )
+        label, schema_version = describe(self._store)
+        flow = flows.health_flow(self._state, self._now(), label, schema_version)
         return await self._call(flow)
 
     async def list_namespaces(self) -> list[str]:
@@ -398,7 +402,7 @@ class AsyncSemanticCache:
         async with self._lock:
             self._check_open()
             st = self._state
-            rows = await self._store_call(lambda s: s.iter_all())
+            rows = flows.as_iterator(await self._store_call(lambda s: s.iter_all()))
             with DumpWriter(dest, st.fingerprint, st.dim) as out:
                 while batch := await _take(rows, _BATCH):
                     await _blocking(lambda: out.write(batch))

@@ -8,6 +8,7 @@ in-process and happens inside the flows.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -34,11 +35,18 @@ from mneme.cache.core import (
 from mneme.cache.options import CacheOptions
 from mneme.index import Index, make_index
 from mneme.stores.common import dedupe_batch
-from mneme.stores.protocol import ChangeTrackingStore, Store, VectorSearchStore
+from mneme.stores.protocol import (
+    COUNTER_NAMES,
+    BatchStore,
+    ChangeTrackingStore,
+    Store,
+    VectorSearchStore,
+)
 
 log = logging.getLogger("mneme")
 
 _INDEX_LOAD_BATCH = 8192
+_COUNTERS_META_KEY = "counters"  # where mneme 1.0 kept a store's counters, as JSON
 _T = TypeVar("_T")
 
 
@@ -81,6 +89,23 @@ def store(fn: Callable[[Store], _T]) -> Flow[_T]:
     return result
 
 
+def batch(fn: Callable[[BatchStore], _T]) -> Flow[_T]:
+    """One call to a store with the batch methods (``BatchStore``)."""
+    result: _T = yield StoreCall(fn)
+    return result
+
+
+def as_iterator(result: Any) -> Any:
+    """Rows a store returned, as an iterator to take ``NextChunk``s from. A store
+    written to 1.0's protocol may return a list: each chunk must continue where the
+    last one stopped, not start again."""
+    if hasattr(result, "__next__") or hasattr(result, "__anext__"):
+        return result
+    if hasattr(result, "__aiter__"):
+        return result.__aiter__()
+    return iter(result)
+
+
 def tracker(fn: Callable[[ChangeTrackingStore], _T]) -> Flow[_T]:
     """One call to a store that lists changed rows (``ChangeTrackingStore``)."""
     result: _T = yield StoreCall(fn)
@@ -109,6 +134,8 @@ class CacheState:
     seen_version: int = 0
     change_tracking: bool = False
     """The store can list rows changed since a version (ChangeTrackingStore)."""
+    batch: bool = False
+    """The store has the batch methods (BatchStore); else the flows use 1.0's."""
     last_stale_check: float = 0.0
 
 
@@ -130,8 +157,13 @@ def rebuild_index(st: CacheState) -> Flow[Any]:
     index = make_index(
         st.options.index_backend, st.dim, st.options.vector_dtype, entries, st.options.index_options
     )
-    rows = yield from store(lambda s: s.iter_vectors(0))
-    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+    if st.batch:
+        vectors = as_iterator((yield from batch(lambda s: s.iter_vectors(0))))
+    else:
+        vectors = as_iterator((yield from store(lambda s: s.iter_all())))
+    while chunk := (yield NextChunk(vectors, _INDEX_LOAD_BATCH)):
+        if not st.batch:
+            chunk = [(e.id, e.namespace, e.embedding) for e in chunk]
         _fill(index, chunk, st.dim)
     st.index = index
 
@@ -168,8 +200,8 @@ def catch_up(st: CacheState) -> Flow[Any]:
     if not st.change_tracking:
         yield from rebuild_index(st)
         return
-    rows = yield from tracker(lambda s: s.iter_changed_vectors(st.seen_version))
-    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+    changed = yield from tracker(lambda s: s.iter_changed_vectors(st.seen_version))
+    while chunk := (yield NextChunk(changed, _INDEX_LOAD_BATCH)):
         _fill(st.index, chunk, st.dim)
     st.seen_version = version
     count: int = yield from store(lambda s: s.count())
@@ -200,7 +232,7 @@ def get_many_flow(
     semantic step may delete (invalid or expired) an entry a later query would hit."""
     yield from catch_up(st)
     hashes = list(dict.fromkeys(h for _, h in keys))
-    found = yield from store(lambda s: s.get_many_by_hash(ns, hashes))
+    found = yield from _get_many_by_hash(st, ns, hashes)
     todo = [i for i, (_, h) in enumerate(keys) if h not in found or found[h].is_expired(now)]
     vectors, reasons = yield from _query_vectors(st, [keys[i][0] for i in todo], None)
     embedded = dict(zip(todo, zip(vectors, reasons, strict=True), strict=True))
@@ -347,7 +379,7 @@ def put_flow(
         ]
     )
     if batch:
-        ids: list[int] = yield from store(lambda s: s.insert_many(entries))
+        ids = yield from _insert_many(st, entries)
     else:
         ids = [(yield from store(lambda s: s.insert(entries[0])))]
     if st.index is not None:
@@ -363,7 +395,7 @@ def load_flow(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[Any]:
     """Insert entries as they are (a dump being loaded)."""
     if not entries:
         return
-    ids: list[int] = yield from store(lambda s: s.insert_many(list(entries)))
+    ids = yield from _insert_many(st, entries)
     if st.index is not None:
         st.index.add(
             ids,
@@ -383,7 +415,7 @@ def delete_flow(st: CacheState, ns: str, qhash: str) -> Flow[bool]:
 
 
 def _delete_ids(st: CacheState, ids: Sequence[int], *, expired: bool) -> Flow[Any]:
-    counts: dict[str, int] = yield from store(lambda s: s.delete_many(list(ids)))
+    counts = yield from _delete_many(st, ids)
     if st.index is not None:
         for id_ in ids:
             st.index.remove(id_)
@@ -408,11 +440,11 @@ def _after_write(st: CacheState, namespaces: set[str]) -> Flow[Any]:
 
 
 def _evict(st: CacheState, ns: str | None, cap: int) -> Flow[Any]:
-    batch = eviction_batch((yield from store(lambda s: s.count(ns))), cap)
-    if not batch:
+    n = eviction_batch((yield from store(lambda s: s.count(ns))), cap)
+    if not n:
         return False
-    ids: list[int] = yield from store(lambda s: s.iter_lru_ids(batch, ns))
-    counts: dict[str, int] = yield from store(lambda s: s.delete_many(ids))
+    ids = list((yield from store(lambda s: s.iter_lru_ids(n, ns))))
+    counts = yield from _delete_many(st, ids)
     if st.index is not None:
         for id_ in ids:
             st.index.remove(id_)
@@ -451,12 +483,91 @@ def _record_miss(st: CacheState, ns: str, reason: str) -> Flow[Any]:
 
 def flush_counters(st: CacheState) -> Flow[None]:
     pending = st.counters.take()
+    if not pending:
+        return
     try:
-        for ns, deltas in pending.items():
-            yield from store(lambda s: s.add_counters(ns, deltas))
+        if st.batch:
+            for ns, deltas in pending.items():
+                yield from batch(lambda s: s.add_counters(ns, deltas))
+        else:
+            saved = yield from _meta_counters()
+            for ns, deltas in pending.items():
+                for name, n in deltas.items():
+                    saved[f"{ns}:{name}"] = saved.get(f"{ns}:{name}", 0) + n
+            text = json.dumps(saved, sort_keys=True)
+            yield from store(lambda s: s.write_meta(_COUNTERS_META_KEY, text))
     except BaseException:
         st.counters.restore(pending)
         raise
+
+
+def _read_counters(st: CacheState, ns: str | None) -> Flow[dict[str, int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.read_counters(ns)))
+    totals = dict.fromkeys(COUNTER_NAMES, 0)
+    for key, n in (yield from _meta_counters()).items():
+        key_ns, _, name = key.rpartition(":")
+        if name in totals and (ns is None or key_ns == ns):
+            totals[name] += n
+    return totals
+
+
+def _meta_counters() -> Flow[dict[str, int]]:
+    """Counters as mneme 1.0 kept them: JSON {"namespace:name": total} in the meta."""
+    text = yield from store(lambda s: s.read_meta(_COUNTERS_META_KEY))
+    try:
+        saved = json.loads(text) if text else {}
+        return {str(k): int(v) for k, v in saved.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("mneme: the store's counters are unreadable; counting from zero")
+        return {}
+
+
+# -- the batch methods, or the base methods in a loop for a store without them ----
+
+
+def _insert_many(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[list[int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.insert_many(list(entries))))
+    ids: list[int] = []
+    for entry in entries:
+        ids.append((yield from store(lambda s: s.insert(entry))))
+    return ids
+
+
+def _get_many_by_hash(
+    st: CacheState, ns: str, hashes: Sequence[str]
+) -> Flow[dict[str, StoredEntry]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.get_many_by_hash(ns, hashes)))
+    found: dict[str, StoredEntry] = {}
+    for h in hashes:
+        entry = yield from store(lambda s: s.get_by_hash(ns, h))
+        if entry is not None:
+            found[h] = entry
+    return found
+
+
+def _delete_many(st: CacheState, ids: Sequence[int]) -> Flow[dict[str, int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.delete_many(list(ids))))
+    counts: dict[str, int] = {}
+    for id_ in dict.fromkeys(ids):
+        entry = yield from store(lambda s: s.get_by_id(id_))
+        if entry is not None and (yield from store(lambda s: s.delete_by_id(id_))):
+            counts[entry.namespace] = counts.get(entry.namespace, 0) + 1
+    return counts
+
+
+def _oldest_created_at(st: CacheState) -> Flow[int | None]:
+    if st.batch:
+        return (yield from batch(lambda s: s.oldest_created_at()))
+    oldest: int | None = None
+    entries = as_iterator((yield from store(lambda s: s.iter_all())))
+    while chunk := (yield NextChunk(entries, _INDEX_LOAD_BATCH)):
+        first = min(e.created_at for e in chunk)
+        oldest = first if oldest is None else min(oldest, first)
+    return oldest
 
 
 # -- maintenance and introspection ----------------------------------------------
@@ -497,7 +608,7 @@ def clear_flow(st: CacheState) -> Flow[int]:
 
 
 def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
-    counters: dict[str, int] = yield from store(lambda s: s.read_counters(ns))
+    counters = yield from _read_counters(st, ns)
     for name, n in st.counters.peek(ns).items():
         counters[name] = counters.get(name, 0) + n
     entries: int = yield from store(lambda s: s.count(ns))
@@ -518,7 +629,14 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
     )
 
 
-def health_flow(st: CacheState, now: int, store_backend: str, schema_version: int) -> Flow[Health]:
+def health_flow(
+    st: CacheState, now: int, store_backend: str, schema_version: int | None
+) -> Flow[Health]:
+    """``schema_version`` None: the store does not say (1.0's protocol), so read it
+    from its meta as 1.0 did."""
+    if schema_version is None:
+        stamped = yield from store(lambda s: s.read_meta("schema_version"))
+        schema_version = int(stamped) if stamped and stamped.isdigit() else 1
     try:
         integrity: bool = yield from store(lambda s: s.integrity_check())
     except Exception:
@@ -527,7 +645,7 @@ def health_flow(st: CacheState, now: int, store_backend: str, schema_version: in
     fingerprint_ok = (
         yield from store(lambda s: s.read_meta("embedder_fingerprint"))
     ) == st.fingerprint
-    oldest: int | None = yield from store(lambda s: s.oldest_created_at())
+    oldest = yield from _oldest_created_at(st)
     entries: int = yield from store(lambda s: s.count())
     namespaces: list[str] = yield from store(lambda s: s.list_namespaces())
     return Health(

@@ -37,7 +37,11 @@ from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
 from mneme.index import check_dtype
-from mneme.stores.capabilities import searches_itself
+from mneme.stores.capabilities import (
+    describe,
+    has_batch_methods,
+    searches_itself,
+)
 from mneme.stores.protocol import ChangeTrackingStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -133,6 +137,7 @@ class SemanticCache:
         try:
             store = self._store
             self._state.change_tracking = isinstance(store, ChangeTrackingStore)
+            self._state.batch = has_batch_methods(store)
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
@@ -301,10 +306,8 @@ class SemanticCache:
 
     def health(self) -> Health:
         self._check_open()
-        store = self._store
-        flow = flows.health_flow(
-            self._state, self._now(), store.backend_label, store.schema_version
-        )
+        label, schema_version = describe(self._store)
+        flow = flows.health_flow(self._state, self._now(), label, schema_version)
         return self._call(flow)
 
     def list_namespaces(self) -> list[str]:
@@ -340,7 +343,7 @@ class SemanticCache:
         with self._lock:
             self._check_open()
             st = self._state
-            rows = self._store_call(lambda s: s.iter_all())
+            rows = flows.as_iterator(self._store_call(lambda s: s.iter_all()))
             with DumpWriter(dest, st.fingerprint, st.dim) as out:
                 while batch := _take(rows, _BATCH):
                     _blocking(lambda: out.write(batch))

@@ -36,8 +36,7 @@ class HnswIndex:
             import hnswlib
         except ImportError as exc:
             raise IndexBackendUnavailableError(
-                "index_backend='hnsw' needs hnswlib: "
-                "pip install 'mneme-semantic-cache[hnsw]'"
+                "index_backend='hnsw' needs hnswlib: pip install 'mneme-semantic-cache[hnsw]'"
             ) from exc
         self._hnswlib = hnswlib
         self.dim = dim
