@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from cache_helpers import E0, Events, run, table
 from conftest import FakeClock
@@ -123,7 +124,7 @@ def test_index_loads_every_row_from_a_list(clock: FakeClock) -> None:
 def test_stale_tolerant_catches_up_by_reloading(clock: FakeClock) -> None:
     tables = Tables()
     emb = table()
-    kwargs = {"multi_process_mode": "stale-tolerant", "clock": clock}
+    kwargs: dict[str, Any] = {"multi_process_mode": "stale-tolerant", "clock": clock}
     with (
         SemanticCache(store=LegacyDictStore(tables), embedder=emb, **kwargs) as reader,
         SemanticCache(store=LegacyDictStore(tables), embedder=emb, **kwargs) as writer,
