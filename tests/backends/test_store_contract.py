@@ -676,17 +676,33 @@ def test_use_after_close_raises(store_factory: StoreFactory, call: Call) -> None
         call(s)
 
 
-def test_close_is_idempotent(store_factory: StoreFactory) -> None:
+def test_close_is_idempotent_and_final(store_factory: StoreFactory) -> None:
     s = store_factory()
-    s.close()
     s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     s.close()
     s.close()
     with pytest.raises(CacheClosedError):
         s.count()
+    with pytest.raises(CacheClosedError):  # a closed store stays closed
+        s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+    with pytest.raises(CacheClosedError):
+        s.snapshot_to("/nonexistent/snapshot.db")
 
 
-def test_reopen_with_same_embedder_keeps_everything(store_factory: StoreFactory) -> None:
+def test_close_of_a_store_never_opened_is_safe(store_factory: StoreFactory) -> None:
+    s = store_factory()
+    s.close()
+    s.close()
+    with pytest.raises(CacheClosedError):
+        s.count()
+    with pytest.raises(CacheClosedError):
+        s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+
+
+def test_reopen_with_same_embedder_keeps_everything(
+    persistent_store_factory: StoreFactory,
+) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     entry = make_entry("kept", namespace="ns", metadata={"k": [1, "two"]}, ttl=99)
@@ -720,8 +736,9 @@ def test_reopen_with_same_embedder_keeps_everything(store_factory: StoreFactory)
     ids=["fingerprint", "dim"],
 )
 def test_reopen_with_another_embedder_is_refused(
-    store_factory: StoreFactory, fingerprint: str, dim: int, error: type[Exception]
+    persistent_store_factory: StoreFactory, fingerprint: str, dim: int, error: type[Exception]
 ) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     id_ = first.insert(make_entry("kept"))
@@ -732,6 +749,8 @@ def test_reopen_with_another_embedder_is_refused(
         second.open(fingerprint, dim)
     with pytest.raises(CacheClosedError):
         second.count()
+    second.open(EMBEDDER.fingerprint, EMBEDDER.dim)  # a refused open is not a close
+    second.close()
 
     third = store_factory()
     third.open(EMBEDDER.fingerprint, EMBEDDER.dim)
@@ -742,7 +761,10 @@ def test_reopen_with_another_embedder_is_refused(
         third.close()
 
 
-def test_fresh_store_remembers_the_first_embedder(store_factory: StoreFactory) -> None:
+def test_fresh_store_remembers_the_first_embedder(
+    persistent_store_factory: StoreFactory,
+) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     first.close()

@@ -189,6 +189,7 @@ class SQLiteStore:
         self._cache_size_kb = cache_size_kb
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._closed = False  # once closed, a store stays closed
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -205,7 +206,7 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise CacheClosedError(f"{self!r} is not open")
+            raise CacheClosedError(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return self._conn
 
     @contextlib.contextmanager
@@ -238,6 +239,8 @@ class SQLiteStore:
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
         with self._lock:
+            if self._closed:
+                raise CacheClosedError(f"{self!r} is closed; make a new store to open")
             fresh = self._conn is None
             if fresh:
                 self._conn = self._connect()
@@ -262,7 +265,7 @@ class SQLiteStore:
                     )
             except BaseException:
                 if fresh:
-                    self.close()
+                    self._release()
                 raise
 
     def _connect(self) -> sqlite3.Connection:
@@ -312,6 +315,11 @@ class SQLiteStore:
             )
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:

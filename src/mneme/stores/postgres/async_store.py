@@ -157,6 +157,7 @@ class AsyncPostgresStore(PgCore):
             except StoreBackendError as exc:
                 _log.warning("AsyncPostgresStore.close could not write access times: %s", exc)
         self._open = False
+        self._closed = True
         self._search = False
         await self._source.close()
 

@@ -151,6 +151,7 @@ class PostgresStore(PgCore):
             except StoreBackendError as exc:
                 _log.warning("PostgresStore.close could not write access times: %s", exc)
         self._open = False
+        self._closed = True
         self._search = False
         self._source.close()
 
