@@ -46,6 +46,7 @@ from mneme.stores.protocol import (
 log = logging.getLogger("mneme")
 
 _INDEX_LOAD_BATCH = 8192
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 _COUNTERS_META_KEY = "counters"  # where mneme 1.0 kept a store's counters, as JSON
 _T = TypeVar("_T")
 
@@ -586,11 +587,23 @@ def vacuum_flow(st: CacheState, namespace: str | None, compact: bool, now: int) 
             st.counters.add(ns, "expirations", n)
             emit(st.options.metrics_hook, "expired", {"namespace": ns, "count": n})
     if total and st.index is not None:
-        yield from rebuild_index(st)  # drop the rows the store no longer has
+        yield from _forget_deleted(st)
     if compact and st.index is not None:
         st.index.compact()
     yield from flush_counters(st)
     return total
+
+
+def _forget_deleted(st: CacheState) -> Flow[None]:
+    """Remove from the index the rows the store no longer has. They become tombstones,
+    whose memory ``compact()`` gives back (``vacuum(compact=False)`` leaves them)."""
+    assert st.index is not None
+    count: int = yield from store(lambda s: s.count())
+    # Ids only, no vectors; the margin covers rows other processes add meanwhile.
+    live = set((yield from store(lambda s: s.iter_lru_ids(2 * count + 1000))))
+    for id_ in st.index.ids():
+        if id_ not in live:
+            st.index.remove(id_)
 
 
 def clear_namespace_flow(st: CacheState, ns: str) -> Flow[int]:
@@ -613,6 +626,9 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
         counters[name] = counters.get(name, 0) + n
     entries: int = yield from store(lambda s: s.count(ns))
     index_bytes = None if st.index is None else st.index.memory_bytes
+    # As in 1.0: what the live vectors need at the in-memory dtype. The index's real
+    # size (capacity, graph links, tombstones until compact()) is index_memory_bytes.
+    estimate = 0 if st.index is None else entries * st.dim * _DTYPE_BYTES[st.options.vector_dtype]
     return Stats(
         namespace=ns,
         entries=entries,
@@ -623,7 +639,7 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
         expirations=counters.get("expirations", 0),
         embedder_fingerprint=st.fingerprint,
         vector_dtype=st.options.vector_dtype,  # type: ignore[arg-type]
-        memory_bytes_estimate=index_bytes or 0,
+        memory_bytes_estimate=estimate,
         index_memory_bytes=index_bytes,
         index_tombstone_count=None if st.index is None else st.index.tombstone_count,
     )
