@@ -27,7 +27,8 @@ class Hit:
     age_seconds: float
     layer: HitLayer
     namespace: str
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any]
+    """The entry's metadata; {} when it has none."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -252,6 +252,21 @@ def test_hit_metadata_is_not_shared_with_the_store(make_cache: CacheMaker) -> No
     assert again.metadata == {"tags": ["a"]}
 
 
+def test_no_metadata_is_an_empty_dict_for_hits_and_confidence(make_cache: CacheMaker) -> None:
+    seen: list[object] = []
+
+    def confidence(similarity: float, age: float, metadata: Any) -> float:
+        seen.append(metadata)
+        return similarity
+
+    cache = make_cache(confidence_fn=confidence)
+    cache.put("c99", "r")
+    exact, semantic = cache.get("c99"), cache.get("query")
+    assert exact is not None and exact.metadata == {}
+    assert semantic is not None and semantic.metadata == {}
+    assert seen == [{}]
+
+
 def test_delete(make_cache: CacheMaker) -> None:
     cache = make_cache()
     cache.put("c99", "r")

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import EMBEDDER
 from mneme import (
+    CacheClosedError,
     CheckpointError,
     CorruptCacheError,
     MemoryStore,
@@ -120,11 +121,19 @@ def test_constructor_validates_arguments() -> None:
         SQLiteStore(":memory:", cache_size_kb=0)
 
 
-def test_closed_store_can_be_opened_again(opened: SQLiteStore) -> None:
+def test_closed_store_stays_closed_and_a_new_one_sees_the_file(
+    opened: SQLiteStore, db_path: Path
+) -> None:
     opened.insert(make_entry("a"))
     opened.close()
-    opened.open(FP, DIM)
-    assert opened.count() == 1
+    with pytest.raises(CacheClosedError, match="closed"):
+        opened.open(FP, DIM)
+    again = SQLiteStore(str(db_path))
+    again.open(FP, DIM)
+    try:
+        assert again.count() == 1
+    finally:
+        again.close()
 
 
 # -- schema and migrations --------------------------------------------------------------
@@ -468,6 +477,7 @@ def test_two_processes_write_one_file(db_path: Path) -> None:
     for process in workers:
         process.join(timeout=120)
     assert [p.exitcode for p in workers] == [0, 0]
+    store = SQLiteStore(str(db_path))
     store.open(FP, DIM)
     try:
         assert store.count() == 4 * n
