@@ -23,7 +23,7 @@ from mneme import (
     SQLiteStore,
     StoreBackendError,
 )
-from mneme.stores import sqlite as sqlite_module
+from mneme.stores import sqlite_schema as schema_module
 from store_entries import make_entry
 
 FP, DIM = EMBEDDER.fingerprint, EMBEDDER.dim
@@ -155,7 +155,7 @@ def test_schema_is_provisioned_and_stamped(opened: SQLiteStore) -> None:
         "embedder_fingerprint": FP,
         "embedder_dim": str(DIM),
     }
-    assert SQLiteStore.schema_version == 2 == len(sqlite_module._MIGRATIONS)
+    assert SQLiteStore.schema_version == 2 == len(schema_module._MIGRATIONS)
     indexes = {
         tuple(c[2] for c in conn.execute(f"PRAGMA index_info({name!r})"))
         for (name,) in conn.execute(
@@ -198,7 +198,7 @@ def test_migration_steps_run_in_order_at_open(
         conn.execute("CREATE TABLE notes (body TEXT)")
 
     next_version = SQLiteStore.schema_version + 1
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, add_notes))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (*schema_module._MIGRATIONS, add_notes))
     monkeypatch.setattr(SQLiteStore, "schema_version", next_version)
     upgraded = SQLiteStore(str(db_path))
     upgraded.open(FP, DIM)
@@ -221,7 +221,7 @@ def test_failed_migration_changes_nothing(db_path: Path, monkeypatch: pytest.Mon
         raise RuntimeError("migration failed")
 
     current = SQLiteStore.schema_version
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, broken))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (*schema_module._MIGRATIONS, broken))
     monkeypatch.setattr(SQLiteStore, "schema_version", current + 1)
     with pytest.raises(RuntimeError, match="migration failed"):
         SQLiteStore(str(db_path)).open(FP, DIM)

@@ -36,6 +36,7 @@ from mneme._types import (
 from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, read_dump
 from mneme.cache.options import CacheOptions, check_sources
+from mneme.cache.v1_archive import is_v1_archive, restore_v1_archive
 from mneme.index import check_dtype
 from mneme.stores.capabilities import (
     describe,
@@ -350,9 +351,27 @@ class SemanticCache:
             return out.count
 
     @classmethod
-    def loads(cls, source: str, path: str, embedder: Embedder, **kwargs: Any) -> SemanticCache:
-        """Build a cache at ``path`` (SQLite) from a file written by ``dumps``."""
-        _header, entries = read_dump(source, embedder.fingerprint, embedder.dim)
+    def loads(
+        cls,
+        source: str,
+        path: str,
+        embedder: Embedder,
+        **kwargs: Any,
+    ) -> SemanticCache:
+        """Build a cache at ``path`` (SQLite) from a file written by ``dumps``, or by
+        mneme 1.0's ``dumps`` (a tar.gz checkpoint): the two are told apart by their
+        content, not their name. A 1.0 checkpoint becomes a new cache file (``path``
+        must not exist), counters and quotas included, and its ``vector_dtype`` is the
+        default. ``source`` is only read; a bad one raises ``CheckpointError`` (or an
+        embedder error) and writes nothing."""
+        fingerprint, dim = embedder.fingerprint, int(embedder.dim)
+        if _blocking(lambda: is_v1_archive(source)):
+            manifest = _blocking(lambda: restore_v1_archive(source, path, fingerprint, dim))
+            kwargs.setdefault("vector_dtype", manifest.get("vector_dtype", "float32"))
+            cache = cls(path, embedder, **kwargs)
+            cache.open()
+            return cache
+        _header, entries = read_dump(source, fingerprint, dim)
         cache = cls(path, embedder, **kwargs)
         try:
             cache.open()
