@@ -351,9 +351,9 @@ def test_snapshot_and_restore_round_trip(opened: SQLiteStore, tmp_path: Path) ->
     assert mode_of(snapshot) == 0o600
 
     restored_path = tmp_path / "restored.db"
-    SQLiteStore.restore_from(str(snapshot), str(restored_path))
+    restored = SQLiteStore.restore_from(str(snapshot), str(restored_path))
     assert mode_of(restored_path) == 0o600
-    restored = SQLiteStore(str(restored_path))
+    assert repr(restored) == f"SQLiteStore({str(restored_path)!r})"  # unopened, as in 1.0
     restored.open(FP, DIM)
     try:
         assert [e.id for e in restored.iter_all()] == ids
@@ -392,6 +392,17 @@ def test_restore_refuses_what_is_not_a_mneme_cache(tmp_path: Path, kind: str) ->
     with pytest.raises(CheckpointError):
         SQLiteStore.restore_from(str(source), str(dest))
     assert not dest.exists()
+
+
+def test_memory_store_refuses_snapshots_and_says_what_to_use() -> None:
+    store = MemoryStore()
+    store.open(FP, DIM)
+    with pytest.raises(CheckpointError, match=r"SemanticCache\.dumps"):
+        store.snapshot_to("/tmp/never-written.db")
+    with pytest.raises(CheckpointError, match=r"SemanticCache\.loads"):
+        MemoryStore.restore_from("/tmp/never-written.db", "/tmp/never-either.db")
+    store.close()
+    assert not Path("/tmp/never-written.db").exists()
 
 
 # -- what the store reads ---------------------------------------------------------------

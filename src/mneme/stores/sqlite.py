@@ -485,7 +485,10 @@ class SQLiteStore:
             _backup(conn, os.fspath(dest_path), self._timeout)
 
     @classmethod
-    def restore_from(cls, source_path: str, dest_path: str) -> None:
+    def restore_from(cls, source_path: str, dest_path: str) -> SQLiteStore:
+        """Copy a ``snapshot_to`` file (or any cache file) to ``dest_path`` with
+        SQLite's backup API, after checking it; returns an unopened store on the copy,
+        as mneme 1.0 did. A missing or unusable source raises ``CheckpointError``."""
         source_path = os.fspath(source_path)
         if not os.path.isfile(source_path):
             raise CheckpointError(f"cannot restore from {source_path}: no such file")
@@ -523,6 +526,7 @@ class SQLiteStore:
             _backup(source, os.fspath(dest_path), 5.0)
         finally:
             source.close()
+        return cls(dest_path)
 
 
 def _backup(source: sqlite3.Connection, dest_path: str, timeout: float) -> None:
