@@ -259,3 +259,16 @@ def test_hnsw_memory_bytes_counts_vectors_links_and_capacity() -> None:
     assert grown > before
     index.remove(5000)  # a tombstone keeps its memory until compact()
     assert index.memory_bytes == grown
+
+
+def test_mneme_1_0_index_option_names_are_understood() -> None:
+    index = make_index(
+        "hnsw",
+        DIM,
+        "float32",
+        0,
+        {"M": 32, "ef": 77, "ef_construction": 50, "initial_max_elements": 9},
+    )
+    assert isinstance(index, HnswIndex)
+    assert (index._m, index._efc, index._ef) == (32, 50, 77)
+    assert isinstance(make_index("numpy", DIM, "float32", 0, {"initial_capacity": 4}), NumpyIndex)
