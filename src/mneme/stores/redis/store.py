@@ -253,6 +253,16 @@ class RedisStore:
     def _provision(self, client: Any, fingerprint: str, dim: int) -> None:
         meta = self._key("meta")
         with self._errors("open"):
+            # mneme 1.0 kept its entries under other keys (next_id, by_id, entry:<id>)
+            # but shared some names with this layout: refuse before writing anything.
+            written_by_1_0 = client.exists(self._key("next_id"), self._key("by_id"))
+        if written_by_1_0:
+            raise SchemaMigrationError(
+                f"{self!r} holds mneme 1.0's Redis layout, which this store does not read; "
+                "use another key_prefix, and move the entries as "
+                "docs/migrating-from-1.0.md describes"
+            )
+        with self._errors("open"):
             scripts = {
                 name: client.register_script(_lua("prelude") + _lua(name)) for name in _SCRIPT_NAMES
             }
