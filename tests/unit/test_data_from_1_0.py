@@ -250,6 +250,12 @@ def test_a_bad_archive_is_refused_and_nothing_is_written(
     assert list(dest.parent.iterdir()) == []
 
 
+def test_an_unwritable_destination_is_named_as_such(tmp_path: Path) -> None:
+    dest = tmp_path / "no-such-dir" / "restored.db"
+    with pytest.raises(CheckpointError, match="cannot write the restored cache"):
+        SemanticCache.loads(str(V1 / "checkpoint.tar.gz"), str(dest), EMBEDDER)
+
+
 @pytest.mark.parametrize("kind", ["dump", "archive"])
 def test_a_missing_source_raises_checkpoint_error(tmp_path: Path, kind: str) -> None:
     with pytest.raises(CheckpointError, match="cannot read"):

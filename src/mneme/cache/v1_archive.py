@@ -107,7 +107,7 @@ def restore_v1_archive(source: str, path: str, fingerprint: str, dim: int) -> di
             _check_manifest(manifest, source, fingerprint, dim)
             _extract_store(archive, source, partial)
         _migrate_snapshot(partial, source, fingerprint, dim)
-        os.replace(partial, path)
+        _move(partial, path)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise CheckpointError(
             f"cannot read checkpoint {source!r}: {exc}; it is truncated or not a mneme "
@@ -118,6 +118,13 @@ def restore_v1_archive(source: str, path: str, fingerprint: str, dim: int) -> di
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
     return manifest
+
+
+def _move(partial: str, path: str) -> None:
+    try:
+        os.replace(partial, path)
+    except OSError as exc:
+        raise CheckpointError(f"cannot put the restored cache at {path}: {exc}") from exc
 
 
 def _extract_store(archive: tarfile.TarFile, source: str, dest: str) -> None:
@@ -132,9 +139,12 @@ def _extract_store(archive: tarfile.TarFile, source: str, dest: str) -> None:
     data = archive.extractfile(member) if member.isfile() else None
     if data is None:
         raise CheckpointError(f"the store snapshot in checkpoint {source!r} is not a file")
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the restored cache at {dest}: {exc}") from exc
     with open(fd, "wb") as out:
-        shutil.copyfileobj(data, out)
+        shutil.copyfileobj(data, out)  # a read error here is the archive's
 
 
 def _migrate_snapshot(snapshot: str, source: str, fingerprint: str, dim: int) -> None:
