@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The distribution used to be called "mneme", a name that belongs to another project
+	# on the package index: drop such an install so only mneme-semantic-cache provides it.
+	$(BIN)/python -m pip uninstall --quiet --yes mneme 2>/dev/null || true
+	rm -rf src/mneme.egg-info
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 

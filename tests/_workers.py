@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from mneme import MnemeError, SemanticCache, SQLiteStore, Store, StoreBackendError
+from mneme import MnemeError, SemanticCache, SQLiteStore, StoreBackendError
+from mneme.stores.protocol import BatchStore
 from mneme.testing import HashingEmbedder
 
 StoreSpec = tuple[str, ...]
@@ -39,7 +40,7 @@ def basis(i: int) -> list[float]:
     return v
 
 
-def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> Store:
+def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> BatchStore:
     kind = spec[0]
     if kind == "sqlite":
         return SQLiteStore(spec[1], timeout=sqlite_timeout)
@@ -52,7 +53,7 @@ def make_store(spec: StoreSpec, *, sqlite_timeout: float = 5.0) -> Store:
     raise ValueError(f"unknown store spec {spec!r}")
 
 
-def make_pooled_store(spec: StoreSpec, size: int) -> tuple[Store, Callable[[], None]]:
+def make_pooled_store(spec: StoreSpec, size: int) -> tuple[BatchStore, Callable[[], None]]:
     """A store for ``spec``; for ("postgres-pool", dsn, schema) one psycopg_pool pool
     of ``size`` connections is made for it. Returns the store and what closes the pool."""
     if spec[0] != "postgres-pool":

@@ -257,7 +257,8 @@ def apply(cache: SemanticCache, model: Model, op: tuple[Any, ...]) -> None:
         key = normalized(query)
         if key in held:
             assert hit is not None and hit.layer == "exact"
-            assert (hit.response, hit.metadata) == held[key]
+            response, metadata = held[key]
+            assert (hit.response, hit.metadata) == (response, metadata or {})
         elif hit is not None:
             assert hit.layer == "semantic" and hit.namespace == ns
             assert hit.response in {r for r, _ in held.values()}, "served another namespace"
@@ -283,7 +284,7 @@ def check_at_rest(cache: SemanticCache, model: Model) -> None:
         for key, (response, metadata) in held.items():
             hit = cache.get(key, namespace=ns)
             assert hit is not None and hit.layer == "exact", (ns, key)
-            assert (hit.response, hit.metadata, hit.namespace) == (response, metadata, ns)
+            assert (hit.response, hit.metadata, hit.namespace) == (response, metadata or {}, ns)
 
 
 def run_ops(make_store: Callable[[], Store], ops: list[tuple[Any, ...]]) -> None:

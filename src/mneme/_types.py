@@ -47,7 +47,8 @@ class Hit:
     age_seconds: float
     layer: HitLayer
     namespace: str
-    metadata: dict[str, Any] | None
+    metadata: dict[str, Any]
+    """The entry's metadata; {} when it has none."""
     checks_passed: tuple[str, ...] = ()
     """The near-miss checks this semantic hit passed (empty for exact hits and when
     the cache runs no guards)."""

@@ -304,7 +304,9 @@ def test_closed_error_before_open_and_after_close(store_factory: StoreFactory) -
     run(main())
 
 
-def test_async_with_opens_and_closes(store_factory: StoreFactory) -> None:
+def test_async_with_opens_and_closes(persistent_store_factory: StoreFactory) -> None:
+    store_factory = persistent_store_factory
+
     async def main() -> None:
         cache = AsyncSemanticCache(store=store_factory(), embedder=table())
         async with cache as c:
@@ -344,12 +346,15 @@ class SlowStore:
         return attr
 
 
-def _reader(store_factory: StoreFactory, fp: str, dim: int) -> tuple[Store, bool]:
-    """A second handle on the backing store (the very same object for MemoryStore,
-    which must then stay open for the cache)."""
+def _reader(store: Any, store_factory: StoreFactory, fp: str, dim: int) -> tuple[Store, bool]:
+    """A second handle on the backing store, and whether it is ours to close: for a
+    MemoryStore, whose entries live in that one object, the cache's own store."""
+    inner = getattr(store, "_inner", store)  # under a SlowStore
+    if isinstance(inner, MemoryStore):
+        return inner, False
     reader = store_factory()
     reader.open(fp, dim)
-    return reader, not isinstance(reader, MemoryStore)
+    return reader, True
 
 
 async def _check_consistent(
@@ -381,7 +386,7 @@ def test_cancelled_calls_leave_no_half_written_state(
         store: Any = store_factory()
         if slow == "store":
             store = SlowStore(store, 0.02)
-        reader, owned = _reader(store_factory, emb.fingerprint, emb.dim)
+        reader, owned = _reader(store, store_factory, emb.fingerprint, emb.dim)
         cache = AsyncSemanticCache(store=store, embedder=emb, similarity_threshold=0.99)
         await cache.open()
         try:
@@ -429,13 +434,13 @@ def test_cancelled_calls_leave_no_half_written_state(
     run(main())
 
 
-def test_close_waits_for_abandoned_calls(store_factory: StoreFactory) -> None:
+def test_close_waits_for_abandoned_calls(persistent_store_factory: StoreFactory) -> None:
     """close() after cancelled calls: the abandoned work still finishes (it is not cut
     off by the store closing under it), so every put is in the store afterwards."""
     emb = AsyncHashing(dim=32, delay=0.02)
 
     async def main() -> None:
-        cache = await AsyncSemanticCache(store=store_factory(), embedder=emb).open()
+        cache = await AsyncSemanticCache(store=persistent_store_factory(), embedder=emb).open()
         tasks = [asyncio.ensure_future(cache.put(f"entry {i}", f"r{i}")) for i in range(5)]
         await asyncio.sleep(0.005)
         for t in tasks:
@@ -445,7 +450,7 @@ def test_close_waits_for_abandoned_calls(store_factory: StoreFactory) -> None:
         await asyncio.sleep(0.2)  # anything still running in the background ends here
 
     run(main())
-    with SemanticCache(store=store_factory(), embedder=to_sync_embedder(emb)) as again:
+    with SemanticCache(store=persistent_store_factory(), embedder=to_sync_embedder(emb)) as again:
         assert again.stats().entries == 5
         assert again.health().integrity_ok
         for i in range(5):

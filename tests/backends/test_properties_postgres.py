@@ -78,7 +78,7 @@ def test_metadata_text_every_store_keeps_or_refuses_alike(
             assert cache.stats().entries == 0
             return
         hit = cache.get("q")
-        assert hit is not None and hit.metadata == metadata
+        assert hit is not None and hit.metadata == (metadata or {})
 
 
 @pytest.mark.parametrize("number", [1e23, 1e16, 0.1, 2.5, -1e-7, 2**70, 12])

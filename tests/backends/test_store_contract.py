@@ -19,26 +19,27 @@ from mneme import (
     StoredEntry,
 )
 from mneme._policy import to_bytes
-from mneme.stores.protocol import COUNTER_NAMES
+from mneme.stores.protocol import COUNTER_NAMES, BatchStore
 from store_entries import T0, make_entry, vector_bytes
 
 
-def insert_all(store: Store, *entries: StoredEntry) -> list[int]:
+def insert_all(store: BatchStore, *entries: StoredEntry) -> list[int]:
     return [store.insert(e) for e in entries]
 
 
 # -- shape and a fresh store ------------------------------------------------------------
 
 
-def test_store_satisfies_the_protocol(store: Store) -> None:
+def test_store_satisfies_the_protocol(store: BatchStore) -> None:
     assert isinstance(store, Store)
+    assert isinstance(store, BatchStore)
     assert store.backend_label == store.backend_label.lower()
     assert store.backend_label
     assert isinstance(store.schema_version, int)
     assert store.schema_version >= 1
 
 
-def test_fresh_store_is_empty(store: Store) -> None:
+def test_fresh_store_is_empty(store: BatchStore) -> None:
     assert store.count() == 0
     assert store.count("default") == 0
     assert store.list_namespaces() == []
@@ -76,7 +77,7 @@ METADATA_CASES: dict[str, dict[str, Any] | None] = {
 
 
 @pytest.mark.parametrize("metadata", list(METADATA_CASES.values()), ids=list(METADATA_CASES))
-def test_insert_round_trips_every_field(store: Store, metadata: dict[str, Any] | None) -> None:
+def test_insert_round_trips_every_field(store: BatchStore, metadata: dict[str, Any] | None) -> None:
     entry = make_entry(
         "hash-round-trip",
         namespace="tenant_a",
@@ -101,7 +102,7 @@ def test_insert_round_trips_every_field(store: Store, metadata: dict[str, Any] |
     assert got.metadata == metadata
 
 
-def test_embedding_bytes_are_kept_exactly(store: Store) -> None:
+def test_embedding_bytes_are_kept_exactly(store: BatchStore) -> None:
     # Edge values of float32: negative zero, denormals, extremes; a zero vector too.
     special = np.array([-0.0, 1e-45, -3.4e38, 3.4e38, 0.5, -1.0], dtype="<f4")
     raw = to_bytes(np.resize(special, EMBEDDER.dim).astype(np.float32))
@@ -117,7 +118,7 @@ def test_embedding_bytes_are_kept_exactly(store: Store) -> None:
     assert entry is not None and entry.embedding == raw
 
 
-def test_get_misses_return_none(store: Store) -> None:
+def test_get_misses_return_none(store: BatchStore) -> None:
     id_ = store.insert(make_entry("h1", namespace="a"))
     assert store.get_by_hash("a", "other") is None
     assert store.get_by_hash("b", "h1") is None
@@ -126,7 +127,7 @@ def test_get_misses_return_none(store: Store) -> None:
     assert store.get_by_id(-1) is None
 
 
-def test_ids_are_positive_increasing_and_never_reused(store: Store) -> None:
+def test_ids_are_positive_increasing_and_never_reused(store: BatchStore) -> None:
     ids = insert_all(store, *(make_entry(f"h{i}") for i in range(5)))
     assert ids[0] > 0
     assert ids == sorted(ids)
@@ -136,7 +137,7 @@ def test_ids_are_positive_increasing_and_never_reused(store: Store) -> None:
     assert new_id > ids[-1]
 
 
-def test_insert_upserts_on_namespace_and_hash_keeping_the_id(store: Store) -> None:
+def test_insert_upserts_on_namespace_and_hash_keeping_the_id(store: BatchStore) -> None:
     first = make_entry(
         "same",
         namespace="ns",
@@ -174,7 +175,7 @@ def test_insert_upserts_on_namespace_and_hash_keeping_the_id(store: Store) -> No
     assert store.get_by_id(id1) == replace(third, id=id1)
 
 
-def test_same_hash_in_two_namespaces_is_two_rows(store: Store) -> None:
+def test_same_hash_in_two_namespaces_is_two_rows(store: BatchStore) -> None:
     id_a = store.insert(make_entry("h", namespace="a", response="from a"))
     id_b = store.insert(make_entry("h", namespace="b", response="from b"))
     assert id_a != id_b
@@ -188,7 +189,7 @@ def test_same_hash_in_two_namespaces_is_two_rows(store: Store) -> None:
 # -- counting and namespaces ------------------------------------------------------------
 
 
-def test_count_per_namespace_and_global(store: Store) -> None:
+def test_count_per_namespace_and_global(store: BatchStore) -> None:
     insert_all(
         store,
         make_entry("1", namespace="a"),
@@ -201,7 +202,7 @@ def test_count_per_namespace_and_global(store: Store) -> None:
     assert store.count("missing") == 0
 
 
-def test_list_namespaces_sorted_and_drops_emptied_ones(store: Store) -> None:
+def test_list_namespaces_sorted_and_drops_emptied_ones(store: BatchStore) -> None:
     ids = insert_all(
         store,
         make_entry("1", namespace="gamma"),
@@ -221,7 +222,7 @@ def test_list_namespaces_sorted_and_drops_emptied_ones(store: Store) -> None:
     assert store.list_namespaces() == []
 
 
-def test_clear_namespace_touches_only_that_namespace(store: Store) -> None:
+def test_clear_namespace_touches_only_that_namespace(store: BatchStore) -> None:
     insert_all(
         store,
         make_entry("1", namespace="a"),
@@ -241,7 +242,7 @@ def test_clear_namespace_touches_only_that_namespace(store: Store) -> None:
 # -- LRU order and access updates -------------------------------------------------------
 
 
-def test_iter_lru_ids_orders_by_last_access_then_id(store: Store) -> None:
+def test_iter_lru_ids_orders_by_last_access_then_id(store: BatchStore) -> None:
     ids = insert_all(
         store,
         make_entry("a", last_accessed_at=T0 + 30),
@@ -256,7 +257,7 @@ def test_iter_lru_ids_orders_by_last_access_then_id(store: Store) -> None:
     assert store.iter_lru_ids(0) == []
 
 
-def test_update_access_moves_entry_to_the_back(store: Store) -> None:
+def test_update_access_moves_entry_to_the_back(store: BatchStore) -> None:
     a, b, c = insert_all(
         store,
         make_entry("a", last_accessed_at=T0),
@@ -279,14 +280,14 @@ def test_update_access_moves_entry_to_the_back(store: Store) -> None:
     assert entry_a.response == "an answer"
 
 
-def test_update_access_of_a_missing_id_is_harmless(store: Store) -> None:
+def test_update_access_of_a_missing_id_is_harmless(store: BatchStore) -> None:
     id_ = store.insert(make_entry("a"))
     store.update_access(id_ + 1000, T0 + 1)
     assert store.iter_lru_ids(10) == [id_]
     assert store.count() == 1
 
 
-def test_iter_lru_ids_filters_by_namespace(store: Store) -> None:
+def test_iter_lru_ids_filters_by_namespace(store: BatchStore) -> None:
     a1, b1, a2, b2 = insert_all(
         store,
         make_entry("1", namespace="a", last_accessed_at=T0 + 4),
@@ -304,7 +305,7 @@ def test_iter_lru_ids_filters_by_namespace(store: Store) -> None:
 # -- iteration --------------------------------------------------------------------------
 
 
-def test_iter_all_and_iter_since_are_id_ascending(store: Store) -> None:
+def test_iter_all_and_iter_since_are_id_ascending(store: BatchStore) -> None:
     entries = [make_entry(f"h{i}", namespace="ab"[i % 2], seed=i) for i in range(6)]
     ids = insert_all(store, *entries)
     stored = [replace(e, id=i) for e, i in zip(entries, ids, strict=True)]
@@ -316,7 +317,7 @@ def test_iter_all_and_iter_since_are_id_ascending(store: Store) -> None:
     assert [e.id for e in store.iter_all()] == [ids[0], *ids[2:]]
 
 
-def test_iter_vectors_yields_id_namespace_and_bytes(store: Store) -> None:
+def test_iter_vectors_yields_id_namespace_and_bytes(store: BatchStore) -> None:
     entries = [make_entry(f"h{i}", namespace=f"ns{i % 3}", seed=i) for i in range(5)]
     ids = insert_all(store, *entries)
     expected = [(i, e.namespace, e.embedding) for e, i in zip(entries, ids, strict=True)]
@@ -327,7 +328,7 @@ def test_iter_vectors_yields_id_namespace_and_bytes(store: Store) -> None:
     assert list(store.iter_vectors(after_id=ids[-1])) == []
 
 
-def test_iteration_crosses_batch_boundaries(store: Store) -> None:
+def test_iteration_crosses_batch_boundaries(store: BatchStore) -> None:
     total = 2_345
     entries = [make_entry(f"h{i}", seed=i % 7) for i in range(total)]
     ids = store.insert_many(entries)
@@ -340,7 +341,7 @@ def test_iteration_crosses_batch_boundaries(store: Store) -> None:
 # -- deletes ----------------------------------------------------------------------------
 
 
-def test_delete_by_id(store: Store) -> None:
+def test_delete_by_id(store: BatchStore) -> None:
     a, b = insert_all(store, make_entry("a"), make_entry("b"))
     assert store.delete_by_id(a) is True
     assert store.delete_by_id(a) is False
@@ -352,7 +353,7 @@ def test_delete_by_id(store: Store) -> None:
     assert store.insert(make_entry("a")) > b
 
 
-def test_delete_expired_boundary(store: Store) -> None:
+def test_delete_expired_boundary(store: BatchStore) -> None:
     ids = insert_all(
         store,
         make_entry("short", created_at=T0, ttl=10),
@@ -372,7 +373,7 @@ def test_delete_expired_boundary(store: Store) -> None:
     assert [e.id for e in store.iter_all()] == [forever]
 
 
-def test_delete_expired_in_one_namespace(store: Store) -> None:
+def test_delete_expired_in_one_namespace(store: BatchStore) -> None:
     insert_all(
         store,
         make_entry("1", namespace="a", ttl=5),
@@ -391,7 +392,7 @@ def test_delete_expired_in_one_namespace(store: Store) -> None:
 # -- batch operations -------------------------------------------------------------------
 
 
-def test_insert_many_returns_ids_in_input_order(store: Store) -> None:
+def test_insert_many_returns_ids_in_input_order(store: BatchStore) -> None:
     existing = store.insert(make_entry("b", response="old"))
     batch = [
         make_entry("a", response="a"),
@@ -407,7 +408,7 @@ def test_insert_many_returns_ids_in_input_order(store: Store) -> None:
     assert store.count() == 3
 
 
-def test_insert_many_later_duplicate_wins(store: Store) -> None:
+def test_insert_many_later_duplicate_wins(store: BatchStore) -> None:
     first = make_entry("dup", response="first", seed=1)
     last = make_entry("dup", response="last", seed=2, metadata={"k": "v"})
     ids = store.insert_many([first, make_entry("x"), last])
@@ -417,12 +418,12 @@ def test_insert_many_later_duplicate_wins(store: Store) -> None:
     assert store.get_by_hash("default", "dup") == replace(last, id=ids[0])
 
 
-def test_insert_many_of_nothing(store: Store) -> None:
+def test_insert_many_of_nothing(store: BatchStore) -> None:
     assert store.insert_many([]) == []
     assert store.count() == 0
 
 
-def test_get_many_by_hash(store: Store) -> None:
+def test_get_many_by_hash(store: BatchStore) -> None:
     a, b = insert_all(store, make_entry("a", namespace="n"), make_entry("b", namespace="n"))
     store.insert(make_entry("c", namespace="other"))
     found = store.get_many_by_hash("n", ["a", "b", "c", "missing", "a"])
@@ -433,14 +434,14 @@ def test_get_many_by_hash(store: Store) -> None:
     assert store.get_many_by_hash("other", ["a"]) == {}
 
 
-def test_get_many_by_hash_large_batch(store: Store) -> None:
+def test_get_many_by_hash_large_batch(store: BatchStore) -> None:
     hashes = [f"h{i}" for i in range(1_200)]
     ids = store.insert_many([make_entry(h) for h in hashes])
     found = store.get_many_by_hash("default", [*hashes, "nope"])
     assert {h: e.id for h, e in found.items()} == dict(zip(hashes, ids, strict=True))
 
 
-def test_delete_many_counts_per_namespace(store: Store) -> None:
+def test_delete_many_counts_per_namespace(store: BatchStore) -> None:
     a1, a2, b1, c1 = insert_all(
         store,
         make_entry("1", namespace="a"),
@@ -455,13 +456,13 @@ def test_delete_many_counts_per_namespace(store: Store) -> None:
     assert store.count() == 1
 
 
-def test_delete_many_large_batch(store: Store) -> None:
+def test_delete_many_large_batch(store: BatchStore) -> None:
     ids = store.insert_many([make_entry(f"h{i}") for i in range(1_200)])
     assert store.delete_many(ids[:1_100]) == {"default": 1_100}
     assert [e.id for e in store.iter_all()] == ids[1_100:]
 
 
-def test_oldest_created_at(store: Store) -> None:
+def test_oldest_created_at(store: BatchStore) -> None:
     assert store.oldest_created_at() is None
     ids = insert_all(
         store,
@@ -478,7 +479,7 @@ def test_oldest_created_at(store: Store) -> None:
 
 # -- version counter --------------------------------------------------------------------
 
-Mutation = Callable[[Store, list[int]], object]
+Mutation = Callable[[BatchStore, list[int]], object]
 
 BUMPING: dict[str, Mutation] = {
     "insert": lambda s, ids: s.insert(make_entry("new")),
@@ -517,7 +518,7 @@ NOT_BUMPING: dict[str, Mutation] = {
 }
 
 
-def _seed_for_version(store: Store) -> list[int]:
+def _seed_for_version(store: BatchStore) -> list[int]:
     return insert_all(
         store,
         make_entry("a"),
@@ -527,7 +528,7 @@ def _seed_for_version(store: Store) -> list[int]:
 
 
 @pytest.mark.parametrize("mutation", list(BUMPING.values()), ids=list(BUMPING))
-def test_version_counter_increases_on_every_change(store: Store, mutation: Mutation) -> None:
+def test_version_counter_increases_on_every_change(store: BatchStore, mutation: Mutation) -> None:
     ids = _seed_for_version(store)
     before = store.read_version_counter()
     mutation(store, ids)
@@ -536,14 +537,16 @@ def test_version_counter_increases_on_every_change(store: Store, mutation: Mutat
 
 
 @pytest.mark.parametrize("action", list(NOT_BUMPING.values()), ids=list(NOT_BUMPING))
-def test_version_counter_unchanged_when_nothing_changed(store: Store, action: Mutation) -> None:
+def test_version_counter_unchanged_when_nothing_changed(
+    store: BatchStore, action: Mutation
+) -> None:
     ids = _seed_for_version(store)
     before = store.read_version_counter()
     action(store, ids)
     assert store.read_version_counter() == before
 
 
-def test_version_counter_starts_at_zero_and_strictly_increases(store: Store) -> None:
+def test_version_counter_starts_at_zero_and_strictly_increases(store: BatchStore) -> None:
     seen = [store.read_version_counter()]
     assert seen[0] == 0
     id_ = store.insert(make_entry("a", ttl=1))
@@ -563,7 +566,7 @@ def test_version_counter_starts_at_zero_and_strictly_increases(store: Store) -> 
 # -- meta, quotas, counters -------------------------------------------------------------
 
 
-def test_meta_read_write_overwrite(store: Store) -> None:
+def test_meta_read_write_overwrite(store: BatchStore) -> None:
     assert store.read_meta("missing-key") is None
     store.write_meta("note", "first")
     assert store.read_meta("note") == "first"
@@ -574,7 +577,7 @@ def test_meta_read_write_overwrite(store: Store) -> None:
     assert store.read_meta("note") == "second ✓"
 
 
-def test_namespace_quotas(store: Store) -> None:
+def test_namespace_quotas(store: BatchStore) -> None:
     assert store.get_namespace_quota("a") is None
     store.set_namespace_quota("a", 10)
     store.set_namespace_quota("b", 3)
@@ -589,7 +592,7 @@ def test_namespace_quotas(store: Store) -> None:
     assert store.get_namespace_quota("never-set") is None
 
 
-def test_counters_per_namespace_and_summed(store: Store) -> None:
+def test_counters_per_namespace_and_summed(store: BatchStore) -> None:
     zeros = dict.fromkeys(COUNTER_NAMES, 0)
     assert store.read_counters("a") == zeros
     store.add_counters("a", {"hits_exact": 2, "misses": 1})
@@ -614,7 +617,7 @@ def test_counters_per_namespace_and_summed(store: Store) -> None:
     }
 
 
-def test_integrity_check_on_a_healthy_store(store: Store) -> None:
+def test_integrity_check_on_a_healthy_store(store: BatchStore) -> None:
     assert store.integrity_check() is True
     insert_all(store, make_entry("a"), make_entry("b", namespace="x"))
     store.delete_by_id(store.insert(make_entry("c")))
@@ -623,7 +626,7 @@ def test_integrity_check_on_a_healthy_store(store: Store) -> None:
 
 # -- lifecycle --------------------------------------------------------------------------
 
-Call = Callable[[Store], object]
+Call = Callable[[BatchStore], object]
 
 CALLS: dict[str, Call] = {
     "get_by_hash": lambda s: s.get_by_hash("default", "a"),
@@ -673,17 +676,33 @@ def test_use_after_close_raises(store_factory: StoreFactory, call: Call) -> None
         call(s)
 
 
-def test_close_is_idempotent(store_factory: StoreFactory) -> None:
+def test_close_is_idempotent_and_final(store_factory: StoreFactory) -> None:
     s = store_factory()
-    s.close()
     s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     s.close()
     s.close()
     with pytest.raises(CacheClosedError):
         s.count()
+    with pytest.raises(CacheClosedError):  # a closed store stays closed
+        s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+    with pytest.raises(CacheClosedError):
+        s.snapshot_to("/nonexistent/snapshot.db")
 
 
-def test_reopen_with_same_embedder_keeps_everything(store_factory: StoreFactory) -> None:
+def test_close_of_a_store_never_opened_is_safe(store_factory: StoreFactory) -> None:
+    s = store_factory()
+    s.close()
+    s.close()
+    with pytest.raises(CacheClosedError):
+        s.count()
+    with pytest.raises(CacheClosedError):
+        s.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+
+
+def test_reopen_with_same_embedder_keeps_everything(
+    persistent_store_factory: StoreFactory,
+) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     entry = make_entry("kept", namespace="ns", metadata={"k": [1, "two"]}, ttl=99)
@@ -717,8 +736,9 @@ def test_reopen_with_same_embedder_keeps_everything(store_factory: StoreFactory)
     ids=["fingerprint", "dim"],
 )
 def test_reopen_with_another_embedder_is_refused(
-    store_factory: StoreFactory, fingerprint: str, dim: int, error: type[Exception]
+    persistent_store_factory: StoreFactory, fingerprint: str, dim: int, error: type[Exception]
 ) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     id_ = first.insert(make_entry("kept"))
@@ -729,6 +749,8 @@ def test_reopen_with_another_embedder_is_refused(
         second.open(fingerprint, dim)
     with pytest.raises(CacheClosedError):
         second.count()
+    second.open(EMBEDDER.fingerprint, EMBEDDER.dim)  # a refused open is not a close
+    second.close()
 
     third = store_factory()
     third.open(EMBEDDER.fingerprint, EMBEDDER.dim)
@@ -739,7 +761,10 @@ def test_reopen_with_another_embedder_is_refused(
         third.close()
 
 
-def test_fresh_store_remembers_the_first_embedder(store_factory: StoreFactory) -> None:
+def test_fresh_store_remembers_the_first_embedder(
+    persistent_store_factory: StoreFactory,
+) -> None:
+    store_factory = persistent_store_factory
     first = store_factory()
     first.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     first.close()

@@ -90,7 +90,7 @@ def test_missing_boto3_names_the_extra() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert "requires the optional 'dynamodb' extra" in out
-    assert "pip install 'mneme[dynamodb]'" in out
+    assert "pip install 'mneme-semantic-cache[dynamodb]'" in out
 
 
 def test_snapshot_and_restore_name_aws_backups(opened: DynamoDBStore) -> None:

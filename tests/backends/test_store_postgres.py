@@ -158,7 +158,7 @@ def test_missing_psycopg_names_the_extra() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert "requires the optional 'postgres' extra" in out
-    assert "pip install 'mneme[postgres]'" in out
+    assert "pip install 'mneme-semantic-cache[postgres]'" in out
 
 
 @pytest.mark.parametrize(

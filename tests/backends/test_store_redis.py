@@ -19,7 +19,13 @@ import redis
 
 from conftest import EMBEDDER
 from kv_fixtures import RedisStoreFactory, delete_prefix
-from mneme import CacheClosedError, CheckpointError, SemanticCache, StoreBackendError
+from mneme import (
+    CacheClosedError,
+    CheckpointError,
+    SchemaMigrationError,
+    SemanticCache,
+    StoreBackendError,
+)
 from mneme.stores.redis.store import RedisStore
 from store_entries import T0, make_entry
 
@@ -93,7 +99,7 @@ def test_missing_redis_names_the_extra() -> None:
         [sys.executable, "-c", code], check=True, capture_output=True, text=True
     ).stdout
     assert "requires the optional 'redis' extra" in out
-    assert "pip install 'mneme[redis]'" in out
+    assert "pip install 'mneme-semantic-cache[redis]'" in out
 
 
 def test_snapshot_and_restore_name_the_redis_tools(opened: RedisStore) -> None:
@@ -421,3 +427,19 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(
         assert store.get_by_id(id_) is not None
     finally:
         store.close()
+
+
+def test_a_prefix_written_by_mneme_1_0_is_refused_untouched(
+    redis_client: redis.Redis, redis_url: str, redis_prefix: str
+) -> None:
+    # The keys mneme 1.0's RedisStore kept (its meta hash shares this layout's name).
+    redis_client.set(f"{redis_prefix}:next_id", 2)
+    redis_client.hset(f"{redis_prefix}:by_id", "1", "default")
+    redis_client.hset(f"{redis_prefix}:meta", mapping={"embedder_fingerprint": "fp", "x": "1"})
+    before = {k: redis_client.dump(k) for k in redis_client.scan_iter(f"{redis_prefix}:*")}
+    store = RedisStore(url=redis_url, key_prefix=redis_prefix)
+    with pytest.raises(SchemaMigrationError, match=r"mneme 1\.0's Redis layout"):
+        store.open(EMBEDDER.fingerprint, EMBEDDER.dim)
+    after = {k: redis_client.dump(k) for k in redis_client.scan_iter(f"{redis_prefix}:*")}
+    assert after == before
+    store.close()

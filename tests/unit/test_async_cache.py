@@ -11,6 +11,7 @@ cache. The scenario comparing both caches on every store is in
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -214,3 +215,12 @@ def test_embedder_failure_on_get_is_a_miss_in_the_async_cache(tmp_path: Path) ->
 
     assert run(main()) is None
     assert events.take()[-1] == ("miss", "embedder_failure")
+
+
+def test_every_sync_method_has_an_async_twin() -> None:
+    def public(cls: type) -> set[str]:
+        return {n for n in dir(cls) if not n.startswith("_")}
+
+    assert public(SemanticCache) == public(AsyncSemanticCache)
+    for name in ("dumps", "loads", "get", "put", "stats", "health", "vacuum", "close"):
+        assert inspect.iscoroutinefunction(getattr(AsyncSemanticCache, name)), name

@@ -178,11 +178,16 @@ def test_embedder_failure_is_a_miss(
     events = Events()
     cache = make_cache(metrics_hook=events)
     cache.put("c99", "r")
-    with caplog.at_level(logging.ERROR, logger="mneme"):
+    with caplog.at_level(logging.WARNING, logger="mneme"):
         assert cache.get("not in the table") is None
     assert events.miss_reasons() == ["embedder_failure"]
-    assert any("embedder" in r.getMessage() for r in caplog.records)
+    logged = [r for r in caplog.records if "embedder" in r.getMessage()]
+    assert [r.levelname for r in logged] == ["WARNING"]
+    assert logged[0].exc_info is not None
     assert cache.stats().misses == 1
+    with pytest.raises(KeyError):  # on put the embedder's error propagates
+        cache.put("not in the table", "r")
+    assert cache.stats().entries == 1
 
 
 def test_wrong_shape_embedding_on_get_is_a_miss(make_cache: CacheMaker) -> None:
@@ -220,14 +225,16 @@ def test_embedder_wrong_dim_on_put_raises(make_cache: CacheMaker) -> None:
     assert cache.stats().entries == 0
 
 
-def test_bypass_returns_none_and_counts_nothing(make_cache: CacheMaker) -> None:
+def test_bypass_returns_none_and_counts_a_miss(make_cache: CacheMaker) -> None:
     events = Events()
     cache = make_cache(metrics_hook=events)
     cache.put("c99", "r")
     assert cache.get("c99", bypass=True) is None
-    assert events.calls == []
+    assert events.calls == [("miss", {"namespace": "default", "reason": "bypass"})]
     stats = cache.stats()
-    assert (stats.hits_exact, stats.misses) == (0, 0)
+    assert (stats.hits_exact, stats.misses) == (0, 1)
+    hit = cache.get("c99")  # the entry is still there
+    assert hit is not None and hit.layer == "exact"
 
 
 def test_hit_metadata_is_not_shared_with_the_store(make_cache: CacheMaker) -> None:
@@ -243,6 +250,21 @@ def test_hit_metadata_is_not_shared_with_the_store(make_cache: CacheMaker) -> No
     again = cache.get("c99")
     assert again is not None
     assert again.metadata == {"tags": ["a"]}
+
+
+def test_no_metadata_is_an_empty_dict_for_hits_and_confidence(make_cache: CacheMaker) -> None:
+    seen: list[object] = []
+
+    def confidence(similarity: float, age: float, metadata: Any) -> float:
+        seen.append(metadata)
+        return similarity
+
+    cache = make_cache(confidence_fn=confidence)
+    cache.put("c99", "r")
+    exact, semantic = cache.get("c99"), cache.get("query")
+    assert exact is not None and exact.metadata == {}
+    assert semantic is not None and semantic.metadata == {}
+    assert seen == [{}]
 
 
 def test_delete(make_cache: CacheMaker) -> None:
@@ -677,6 +699,45 @@ def test_vacuum_counts_expired(make_cache: CacheMaker, clock: FakeClock) -> None
     assert cache.get("a0", namespace="a") is None
 
 
+@pytest.mark.parametrize("index_backend", ["numpy", "hnsw"])
+def test_vacuum_without_compact_leaves_tombstones(
+    make_cache: CacheMaker, clock: FakeClock, index_backend: str
+) -> None:
+    cache = make_cache(HashingEmbedder(dim=16), index_backend=index_backend)
+    for i in range(40):
+        cache.put(f"short {i}", "r", ttl=10)
+    cache.put("kept", "r")
+    full = cache.stats()
+    assert (full.index_tombstone_count, full.entries) == (0, 41)
+    clock.advance(10)
+    assert cache.vacuum(compact=False) == 40
+    after = cache.stats()
+    assert (after.entries, after.index_tombstone_count) == (1, 40)
+    # The expired rows still hold their memory; the estimate counts live rows only.
+    assert after.index_memory_bytes == full.index_memory_bytes
+    assert after.memory_bytes_estimate == 16 * 4
+    assert cache.get("short 3") is None  # a tombstone is never served
+    assert cache.compact() == 40
+    compacted = cache.stats()
+    assert compacted.index_tombstone_count == 0
+    assert compacted.index_memory_bytes is not None and after.index_memory_bytes is not None
+    assert compacted.index_memory_bytes < after.index_memory_bytes
+    hit = cache.get("kept")
+    assert hit is not None and hit.layer == "exact"
+
+
+def test_vacuum_compacts_by_default(make_cache: CacheMaker, clock: FakeClock) -> None:
+    cache = make_cache(HashingEmbedder(dim=16), index_backend="numpy")
+    for i in range(20):
+        cache.put(f"short {i}", "r", ttl=10)
+    cache.put("kept", "r")
+    clock.advance(10)
+    assert cache.vacuum() == 20
+    s = cache.stats()
+    assert s.index_tombstone_count == 0
+    assert s.index_memory_bytes == 16 * (16 * 4 + 8 + 1)  # one block, back at 16 rows
+
+
 def test_compact_drops_tombstones(make_cache: CacheMaker) -> None:
     cache = make_cache(HashingEmbedder(dim=16))
     for i in range(5):
@@ -742,10 +803,13 @@ def test_stats_fields(make_cache: CacheMaker) -> None:
     assert s.embedder_fingerprint == embedder.fingerprint
     assert s.vector_dtype == "float16"
     assert s.index_tombstone_count == 0
-    assert s.index_memory_bytes is not None and s.index_memory_bytes > 0
-    assert s.memory_bytes_estimate >= s.index_memory_bytes
+    # The estimate is 1.0's: live vectors x dim x bytes per element (float16: 2).
+    assert s.memory_bytes_estimate == 2 * 16 * 2
+    # The real size: each namespace's matrix starts with room for 16 rows, with ids
+    # (8 bytes) and a live flag (1 byte) per row.
+    assert s.index_memory_bytes == 2 * 16 * (16 * 2 + 8 + 1)
     sx = cache.stats(namespace="x")
-    assert (sx.namespace, sx.entries) == ("x", 1)
+    assert (sx.namespace, sx.entries, sx.memory_bytes_estimate) == ("x", 1, 32)
 
 
 def test_dumps_loads_round_trip(make_cache: CacheMaker, tmp_path: Path, clock: FakeClock) -> None:

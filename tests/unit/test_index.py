@@ -10,6 +10,8 @@ and HNSW from there on.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 import pytest
@@ -238,3 +240,35 @@ def test_hnsw_tombstones_follow_revival_and_namespace_removal() -> None:
     assert index.remove_namespace("ns") == 0
     assert index.tombstone_count == 0
     assert len(index) == 1
+
+
+def test_hnsw_memory_bytes_counts_vectors_links_and_capacity() -> None:
+    # Checked by hand against the process's resident growth (within 5%); here, that it
+    # holds at least the vectors and the serialised graph, and grows with capacity.
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((3000, 128)).astype(np.float32)
+    index = HnswIndex(128, m=16, ef_construction=40)
+    index.add(list(range(1, 3001)), ["ns"] * 3000, vectors)
+    graph: Any = index._graphs["ns"]
+    fixed = 65_536 * 40 + graph.get_max_elements() * 44
+    assert index.memory_bytes > graph.index_file_size() + fixed
+    assert index.memory_bytes > vectors.nbytes
+    before = index.memory_bytes
+    index.add([5000], ["ns"], vectors[:1])
+    grown = index.memory_bytes
+    assert grown > before
+    index.remove(5000)  # a tombstone keeps its memory until compact()
+    assert index.memory_bytes == grown
+
+
+def test_mneme_1_0_index_option_names_are_understood() -> None:
+    index = make_index(
+        "hnsw",
+        DIM,
+        "float32",
+        0,
+        {"M": 32, "ef": 77, "ef_construction": 50, "initial_max_elements": 9},
+    )
+    assert isinstance(index, HnswIndex)
+    assert (index._m, index._efc, index._ef) == (32, 50, 77)
+    assert isinstance(make_index("numpy", DIM, "float32", 0, {"initial_capacity": 4}), NumpyIndex)

@@ -262,7 +262,7 @@ def test_stats_optional_fields_default_to_none() -> None:
 
 
 def test_hit_is_frozen_and_has_no_dict() -> None:
-    hit = mneme.Hit("r", 1.0, 1.0, 0.0, "exact", "default", None)
+    hit = mneme.Hit("r", 1.0, 1.0, 0.0, "exact", "default", {})
     assert hit.checks_passed == ()
     with pytest.raises(dataclasses.FrozenInstanceError):
         hit.response = "x"  # type: ignore[misc]

@@ -15,6 +15,7 @@ import pytest
 
 from conftest import EMBEDDER
 from mneme import (
+    CacheClosedError,
     CheckpointError,
     CorruptCacheError,
     MemoryStore,
@@ -22,7 +23,7 @@ from mneme import (
     SQLiteStore,
     StoreBackendError,
 )
-from mneme.stores import sqlite as sqlite_module
+from mneme.stores import sqlite_schema as schema_module
 from store_entries import make_entry
 
 FP, DIM = EMBEDDER.fingerprint, EMBEDDER.dim
@@ -120,11 +121,19 @@ def test_constructor_validates_arguments() -> None:
         SQLiteStore(":memory:", cache_size_kb=0)
 
 
-def test_closed_store_can_be_opened_again(opened: SQLiteStore) -> None:
+def test_closed_store_stays_closed_and_a_new_one_sees_the_file(
+    opened: SQLiteStore, db_path: Path
+) -> None:
     opened.insert(make_entry("a"))
     opened.close()
-    opened.open(FP, DIM)
-    assert opened.count() == 1
+    with pytest.raises(CacheClosedError, match="closed"):
+        opened.open(FP, DIM)
+    again = SQLiteStore(str(db_path))
+    again.open(FP, DIM)
+    try:
+        assert again.count() == 1
+    finally:
+        again.close()
 
 
 # -- schema and migrations --------------------------------------------------------------
@@ -146,7 +155,7 @@ def test_schema_is_provisioned_and_stamped(opened: SQLiteStore) -> None:
         "embedder_fingerprint": FP,
         "embedder_dim": str(DIM),
     }
-    assert SQLiteStore.schema_version == 2 == len(sqlite_module._MIGRATIONS)
+    assert SQLiteStore.schema_version == 2 == len(schema_module._MIGRATIONS)
     indexes = {
         tuple(c[2] for c in conn.execute(f"PRAGMA index_info({name!r})"))
         for (name,) in conn.execute(
@@ -189,7 +198,7 @@ def test_migration_steps_run_in_order_at_open(
         conn.execute("CREATE TABLE notes (body TEXT)")
 
     next_version = SQLiteStore.schema_version + 1
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, add_notes))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (*schema_module._MIGRATIONS, add_notes))
     monkeypatch.setattr(SQLiteStore, "schema_version", next_version)
     upgraded = SQLiteStore(str(db_path))
     upgraded.open(FP, DIM)
@@ -212,7 +221,7 @@ def test_failed_migration_changes_nothing(db_path: Path, monkeypatch: pytest.Mon
         raise RuntimeError("migration failed")
 
     current = SQLiteStore.schema_version
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", (*sqlite_module._MIGRATIONS, broken))
+    monkeypatch.setattr(schema_module, "_MIGRATIONS", (*schema_module._MIGRATIONS, broken))
     monkeypatch.setattr(SQLiteStore, "schema_version", current + 1)
     with pytest.raises(RuntimeError, match="migration failed"):
         SQLiteStore(str(db_path)).open(FP, DIM)
@@ -342,9 +351,9 @@ def test_snapshot_and_restore_round_trip(opened: SQLiteStore, tmp_path: Path) ->
     assert mode_of(snapshot) == 0o600
 
     restored_path = tmp_path / "restored.db"
-    SQLiteStore.restore_from(str(snapshot), str(restored_path))
+    restored = SQLiteStore.restore_from(str(snapshot), str(restored_path))
     assert mode_of(restored_path) == 0o600
-    restored = SQLiteStore(str(restored_path))
+    assert repr(restored) == f"SQLiteStore({str(restored_path)!r})"  # unopened, as in 1.0
     restored.open(FP, DIM)
     try:
         assert [e.id for e in restored.iter_all()] == ids
@@ -383,6 +392,17 @@ def test_restore_refuses_what_is_not_a_mneme_cache(tmp_path: Path, kind: str) ->
     with pytest.raises(CheckpointError):
         SQLiteStore.restore_from(str(source), str(dest))
     assert not dest.exists()
+
+
+def test_memory_store_refuses_snapshots_and_says_what_to_use() -> None:
+    store = MemoryStore()
+    store.open(FP, DIM)
+    with pytest.raises(CheckpointError, match=r"SemanticCache\.dumps"):
+        store.snapshot_to("/tmp/never-written.db")
+    with pytest.raises(CheckpointError, match=r"SemanticCache\.loads"):
+        MemoryStore.restore_from("/tmp/never-written.db", "/tmp/never-either.db")
+    store.close()
+    assert not Path("/tmp/never-written.db").exists()
 
 
 # -- what the store reads ---------------------------------------------------------------
@@ -468,6 +488,7 @@ def test_two_processes_write_one_file(db_path: Path) -> None:
     for process in workers:
         process.join(timeout=120)
     assert [p.exitcode for p in workers] == [0, 0]
+    store = SQLiteStore(str(db_path))
     store.open(FP, DIM)
     try:
         assert store.count() == 4 * n

@@ -21,7 +21,8 @@ def _metrics_api() -> Any:
         from opentelemetry import metrics
     except ImportError as exc:
         raise StoreBackendError(
-            "OTelMetricsHook requires the optional 'otel' extra: pip install 'mneme[otel]'"
+            "OTelMetricsHook requires the optional 'otel' extra: "
+            "pip install 'mneme-semantic-cache[otel]'"
         ) from exc
     return metrics
 

@@ -23,7 +23,7 @@ def _client() -> Any:
     except ImportError as exc:
         raise StoreBackendError(
             "PrometheusMetricsHook requires the optional 'prometheus' extra: "
-            "pip install 'mneme[prometheus]'"
+            "pip install 'mneme-semantic-cache[prometheus]'"
         ) from exc
     return prometheus_client
 

@@ -131,10 +131,11 @@ def build_entry(p: PreparedPut, vector: npt.NDArray[np.float32], now: int) -> St
     )
 
 
-def _own(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+def _own(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """A Hit's own copy of the metadata: a caller changing it must not change what
-    the store (MemoryStore keeps the very dict) serves next time."""
-    return copy.deepcopy(metadata)
+    the store (MemoryStore keeps the very dict) serves next time. No metadata is an
+    empty dict, as in 1.0, so ``hit.metadata.get(...)`` always works."""
+    return {} if metadata is None else copy.deepcopy(metadata)
 
 
 def exact_hit(entry: StoredEntry, now: int) -> Hit:
@@ -222,7 +223,8 @@ def _call_validator(validator: Validator, response: str) -> bool:
 
 
 def _call_confidence(fn: ConfidenceFn, similarity: float, age: float, meta: Any) -> float:
-    return float(fn(similarity, age, meta))
+    # No metadata reaches the function as an empty dict, as in 1.0.
+    return float(fn(similarity, age, {} if meta is None else meta))
 
 
 class Counters:

@@ -8,6 +8,7 @@ in-process and happens inside the flows.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
@@ -34,7 +35,14 @@ from mneme.cache.core import (
 from mneme.cache.options import CacheOptions
 from mneme.index import Index, make_index
 from mneme.stores.common import dedupe_batch
-from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store, VectorSearchStore
+from mneme.stores.protocol import (
+    COUNTER_NAMES,
+    BatchStore,
+    ChangeTrackingStore,
+    LookupStore,
+    Store,
+    VectorSearchStore,
+)
 
 log = logging.getLogger("mneme")
 
@@ -42,6 +50,8 @@ _INDEX_LOAD_BATCH = 8192
 # Texts per embedder call of a large put_many: bounds the embedder's working memory
 # and lets progress be reported between calls.
 _EMBED_CHUNK = 1024
+_DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
+_COUNTERS_META_KEY = "counters"  # where mneme 1.0 kept a store's counters, as JSON
 _T = TypeVar("_T")
 
 
@@ -84,6 +94,23 @@ def store(fn: Callable[[Store], _T]) -> Flow[_T]:
     return result
 
 
+def batch(fn: Callable[[BatchStore], _T]) -> Flow[_T]:
+    """One call to a store with the batch methods (``BatchStore``)."""
+    result: _T = yield StoreCall(fn)
+    return result
+
+
+def as_iterator(result: Any) -> Any:
+    """Rows a store returned, as an iterator to take ``NextChunk``s from. A store
+    written to 1.0's protocol may return a list: each chunk must continue where the
+    last one stopped, not start again."""
+    if hasattr(result, "__next__") or hasattr(result, "__anext__"):
+        return result
+    if hasattr(result, "__aiter__"):
+        return result.__aiter__()
+    return iter(result)
+
+
 def tracker(fn: Callable[[ChangeTrackingStore], _T]) -> Flow[_T]:
     """One call to a store that lists changed rows (``ChangeTrackingStore``)."""
     result: _T = yield StoreCall(fn)
@@ -120,6 +147,8 @@ class CacheState:
     """The store can list rows changed since a version (ChangeTrackingStore)."""
     lookup_store: bool = False
     """The store answers an exact lookup and a search in one call (LookupStore)."""
+    batch: bool = False
+    """The store has the batch methods (BatchStore); else the flows use 1.0's."""
     last_stale_check: float = 0.0
 
 
@@ -141,8 +170,13 @@ def rebuild_index(st: CacheState) -> Flow[Any]:
     index = make_index(
         st.options.index_backend, st.dim, st.options.vector_dtype, entries, st.options.index_options
     )
-    rows = yield from store(lambda s: s.iter_vectors(0))
-    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+    if st.batch:
+        vectors = as_iterator((yield from batch(lambda s: s.iter_vectors(0))))
+    else:
+        vectors = as_iterator((yield from store(lambda s: s.iter_all())))
+    while chunk := (yield NextChunk(vectors, _INDEX_LOAD_BATCH)):
+        if not st.batch:
+            chunk = [(e.id, e.namespace, e.embedding) for e in chunk]
         _fill(index, chunk, st.dim)
     st.index = index
 
@@ -179,8 +213,8 @@ def catch_up(st: CacheState) -> Flow[Any]:
     if not st.change_tracking:
         yield from rebuild_index(st)
         return
-    rows = yield from tracker(lambda s: s.iter_changed_vectors(st.seen_version))
-    while chunk := (yield NextChunk(rows, _INDEX_LOAD_BATCH)):
+    changed = yield from tracker(lambda s: s.iter_changed_vectors(st.seen_version))
+    while chunk := (yield NextChunk(changed, _INDEX_LOAD_BATCH)):
         _fill(st.index, chunk, st.dim)
     st.seen_version = version
     count: int = yield from store(lambda s: s.count())
@@ -223,7 +257,7 @@ def get_many_flow(
     (embedder text, hash)."""
     yield from catch_up(st)
     hashes = list(dict.fromkeys(h for _, h in keys))
-    found = yield from store(lambda s: s.get_many_by_hash(ns, hashes))
+    found = yield from _get_many_by_hash(st, ns, hashes)
     todo = [i for i, (_, h) in enumerate(keys) if h not in found or found[h].is_expired(now)]
     vectors, reasons = yield from _query_vectors(st, [keys[i][0] for i in todo], None)
     embedded = dict(zip(todo, zip(vectors, reasons, strict=True), strict=True))
@@ -268,7 +302,7 @@ def _query_vectors(st: CacheState, texts: list[str], embedding: Any) -> Flow[Any
         return [vec], [reason]
     raw = yield EmbedCall(tuple(texts), batch=len(texts) > 1, capture=True)
     if isinstance(raw, BaseException):
-        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        log.warning("mneme: embedder failed on get; counting a miss", exc_info=raw)
         return [None] * len(texts), ["embedder_failure"] * len(texts)
     pairs = [_checked(r, st.dim, user=False) for r in raw]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -278,7 +312,7 @@ def _checked(
     raw: Any, dim: int, *, user: bool
 ) -> tuple[npt.NDArray[np.float32] | None, str | None]:
     if isinstance(raw, BaseException):
-        log.error("mneme: embedder failed on get; counting a miss", exc_info=raw)
+        log.warning("mneme: embedder failed on get; counting a miss", exc_info=raw)
         return None, "embedder_failure"
     try:
         return unit_vector(raw, dim), None
@@ -396,7 +430,7 @@ def put_flow(
     )
     report(progress, "write", 0, len(entries))
     if batch:
-        ids: list[int] = yield from store(lambda s: s.insert_many(entries))
+        ids = yield from _insert_many(st, entries)
     else:
         ids = [(yield from store(lambda s: s.insert(entries[0])))]
     report(progress, "write", len(entries), len(entries))
@@ -413,7 +447,7 @@ def load_flow(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[Any]:
     """Insert entries as they are (a dump being loaded)."""
     if not entries:
         return
-    ids: list[int] = yield from store(lambda s: s.insert_many(list(entries)))
+    ids = yield from _insert_many(st, entries)
     if st.index is not None:
         st.index.add(
             ids,
@@ -433,7 +467,7 @@ def delete_flow(st: CacheState, ns: str, qhash: str) -> Flow[bool]:
 
 
 def _delete_ids(st: CacheState, ids: Sequence[int], *, expired: bool) -> Flow[Any]:
-    counts: dict[str, int] = yield from store(lambda s: s.delete_many(list(ids)))
+    counts = yield from _delete_many(st, ids)
     if st.index is not None:
         for id_ in ids:
             st.index.remove(id_)
@@ -458,11 +492,11 @@ def _after_write(st: CacheState, namespaces: set[str]) -> Flow[Any]:
 
 
 def _evict(st: CacheState, ns: str | None, cap: int) -> Flow[Any]:
-    batch = eviction_batch((yield from store(lambda s: s.count(ns))), cap)
-    if not batch:
+    n = eviction_batch((yield from store(lambda s: s.count(ns))), cap)
+    if not n:
         return False
-    ids: list[int] = yield from store(lambda s: s.iter_lru_ids(batch, ns))
-    counts: dict[str, int] = yield from store(lambda s: s.delete_many(ids))
+    ids = list((yield from store(lambda s: s.iter_lru_ids(n, ns))))
+    counts = yield from _delete_many(st, ids)
     if st.index is not None:
         for id_ in ids:
             st.index.remove(id_)
@@ -515,12 +549,91 @@ def _record_miss(st: CacheState, ns: str, reason: str) -> Flow[Any]:
 
 def flush_counters(st: CacheState) -> Flow[None]:
     pending = st.counters.take()
+    if not pending:
+        return
     try:
-        for ns, deltas in pending.items():
-            yield from store(lambda s: s.add_counters(ns, deltas))
+        if st.batch:
+            for ns, deltas in pending.items():
+                yield from batch(lambda s: s.add_counters(ns, deltas))
+        else:
+            saved = yield from _meta_counters()
+            for ns, deltas in pending.items():
+                for name, n in deltas.items():
+                    saved[f"{ns}:{name}"] = saved.get(f"{ns}:{name}", 0) + n
+            text = json.dumps(saved, sort_keys=True)
+            yield from store(lambda s: s.write_meta(_COUNTERS_META_KEY, text))
     except BaseException:
         st.counters.restore(pending)
         raise
+
+
+def _read_counters(st: CacheState, ns: str | None) -> Flow[dict[str, int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.read_counters(ns)))
+    totals = dict.fromkeys(COUNTER_NAMES, 0)
+    for key, n in (yield from _meta_counters()).items():
+        key_ns, _, name = key.rpartition(":")
+        if name in totals and (ns is None or key_ns == ns):
+            totals[name] += n
+    return totals
+
+
+def _meta_counters() -> Flow[dict[str, int]]:
+    """Counters as mneme 1.0 kept them: JSON {"namespace:name": total} in the meta."""
+    text = yield from store(lambda s: s.read_meta(_COUNTERS_META_KEY))
+    try:
+        saved = json.loads(text) if text else {}
+        return {str(k): int(v) for k, v in saved.items()}
+    except (ValueError, TypeError, AttributeError):
+        log.warning("mneme: the store's counters are unreadable; counting from zero")
+        return {}
+
+
+# -- the batch methods, or the base methods in a loop for a store without them ----
+
+
+def _insert_many(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[list[int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.insert_many(list(entries))))
+    ids: list[int] = []
+    for entry in entries:
+        ids.append((yield from store(lambda s: s.insert(entry))))
+    return ids
+
+
+def _get_many_by_hash(
+    st: CacheState, ns: str, hashes: Sequence[str]
+) -> Flow[dict[str, StoredEntry]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.get_many_by_hash(ns, hashes)))
+    found: dict[str, StoredEntry] = {}
+    for h in hashes:
+        entry = yield from store(lambda s: s.get_by_hash(ns, h))
+        if entry is not None:
+            found[h] = entry
+    return found
+
+
+def _delete_many(st: CacheState, ids: Sequence[int]) -> Flow[dict[str, int]]:
+    if st.batch:
+        return (yield from batch(lambda s: s.delete_many(list(ids))))
+    counts: dict[str, int] = {}
+    for id_ in dict.fromkeys(ids):
+        entry = yield from store(lambda s: s.get_by_id(id_))
+        if entry is not None and (yield from store(lambda s: s.delete_by_id(id_))):
+            counts[entry.namespace] = counts.get(entry.namespace, 0) + 1
+    return counts
+
+
+def _oldest_created_at(st: CacheState) -> Flow[int | None]:
+    if st.batch:
+        return (yield from batch(lambda s: s.oldest_created_at()))
+    oldest: int | None = None
+    entries = as_iterator((yield from store(lambda s: s.iter_all())))
+    while chunk := (yield NextChunk(entries, _INDEX_LOAD_BATCH)):
+        first = min(e.created_at for e in chunk)
+        oldest = first if oldest is None else min(oldest, first)
+    return oldest
 
 
 # -- maintenance and introspection ----------------------------------------------
@@ -539,11 +652,23 @@ def vacuum_flow(st: CacheState, namespace: str | None, compact: bool, now: int) 
             st.counters.add(ns, "expirations", n)
             emit(st.options.metrics_hook, "expired", {"namespace": ns, "count": n})
     if total and st.index is not None:
-        yield from rebuild_index(st)  # drop the rows the store no longer has
+        yield from _forget_deleted(st)
     if compact and st.index is not None:
         st.index.compact()
     yield from flush_counters(st)
     return total
+
+
+def _forget_deleted(st: CacheState) -> Flow[None]:
+    """Remove from the index the rows the store no longer has. They become tombstones,
+    whose memory ``compact()`` gives back (``vacuum(compact=False)`` leaves them)."""
+    assert st.index is not None
+    count: int = yield from store(lambda s: s.count())
+    # Ids only, no vectors; the margin covers rows other processes add meanwhile.
+    live = set((yield from store(lambda s: s.iter_lru_ids(2 * count + 1000))))
+    for id_ in st.index.ids():
+        if id_ not in live:
+            st.index.remove(id_)
 
 
 def clear_namespace_flow(st: CacheState, ns: str) -> Flow[int]:
@@ -561,11 +686,14 @@ def clear_flow(st: CacheState) -> Flow[int]:
 
 
 def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
-    counters: dict[str, int] = yield from store(lambda s: s.read_counters(ns))
+    counters = yield from _read_counters(st, ns)
     for name, n in st.counters.peek(ns).items():
         counters[name] = counters.get(name, 0) + n
     entries: int = yield from store(lambda s: s.count(ns))
     index_bytes = None if st.index is None else st.index.memory_bytes
+    # As in 1.0: what the live vectors need at the in-memory dtype. The index's real
+    # size (capacity, graph links, tombstones until compact()) is index_memory_bytes.
+    estimate = 0 if st.index is None else entries * st.dim * _DTYPE_BYTES[st.options.vector_dtype]
     return Stats(
         namespace=ns,
         entries=entries,
@@ -576,7 +704,7 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
         expirations=counters.get("expirations", 0),
         embedder_fingerprint=st.fingerprint,
         vector_dtype=st.options.vector_dtype,  # type: ignore[arg-type]
-        memory_bytes_estimate=index_bytes or 0,
+        memory_bytes_estimate=estimate,
         index_memory_bytes=index_bytes,
         index_tombstone_count=None if st.index is None else st.index.tombstone_count,
         refusals={
@@ -588,9 +716,18 @@ def stats_flow(st: CacheState, ns: str | None) -> Flow[Stats]:
 
 
 def health_flow(
-    st: CacheState, now: int, store_backend: str, schema_version: int, replicated: bool = False
+    st: CacheState,
+    now: int,
+    store_backend: str,
+    schema_version: int | None,
+    replicated: bool = False,
 ) -> Flow[Health]:
-    """``replicated``: the store reports read replicas (``ReportsReplicas``)."""
+    """``schema_version`` None: the store does not say (1.0's protocol), so read it
+    from its meta as 1.0 did. ``replicated``: the store reports read replicas
+    (``ReportsReplicas``)."""
+    if schema_version is None:
+        stamped = yield from store(lambda s: s.read_meta("schema_version"))
+        schema_version = int(stamped) if stamped and stamped.isdigit() else 1
     try:
         integrity: bool = yield from store(lambda s: s.integrity_check())
     except Exception:
@@ -599,7 +736,7 @@ def health_flow(
     fingerprint_ok = (
         yield from store(lambda s: s.read_meta("embedder_fingerprint"))
     ) == st.fingerprint
-    oldest: int | None = yield from store(lambda s: s.oldest_created_at())
+    oldest = yield from _oldest_created_at(st)
     entries: int = yield from store(lambda s: s.count())
     namespaces: list[str] = yield from store(lambda s: s.list_namespaces())
     replicas: tuple[ReplicaStatus, ...] = ()
@@ -636,8 +773,13 @@ def get_request(
     ns = check_namespace(namespace)
     text, qhash = st.options.key(query)
     if bypass:
-        return _done(None)  # skip the cache: no lookup, nothing counted
+        return bypass_flow(st, ns)
     return get_flow(st, ns, query, text, qhash, embedding, now)
+
+
+def bypass_flow(st: CacheState, ns: str) -> Flow[None]:
+    """A forced miss: no lookup, counted and reported as a miss, reason "bypass"."""
+    yield from _record_miss(st, ns, "bypass")
 
 
 def get_many_request(

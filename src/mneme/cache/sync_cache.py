@@ -37,8 +37,14 @@ from mneme._types import (
 from mneme.cache import flows
 from mneme.cache.dump import DumpWriter, count_rows, read_dump
 from mneme.cache.options import CacheOptions, GuardsOption, check_sources
+from mneme.cache.v1_archive import is_v1_archive, restore_v1_archive
 from mneme.index import check_dtype
-from mneme.stores.capabilities import ReportsReplicas, searches_itself
+from mneme.stores.capabilities import (
+    ReportsReplicas,
+    describe,
+    has_batch_methods,
+    searches_itself,
+)
 from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
@@ -139,6 +145,7 @@ class SemanticCache:
         try:
             store = self._store
             self._state.change_tracking = isinstance(store, ChangeTrackingStore)
+            self._state.batch = has_batch_methods(store)
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
@@ -240,7 +247,7 @@ class SemanticCache:
         bypass: bool = False,
     ) -> Hit | None:
         """Look the query up: exact first, then semantic. ``bypass=True`` skips the
-        cache (returns None and counts nothing), e.g. to force a fresh answer."""
+        cache and counts a miss (reason "bypass"), e.g. to force a fresh answer."""
         self._check_open()
         flow = flows.get_request(self._state, query, embedding, namespace, bypass, self._now())
         return self._call(flow)
@@ -317,13 +324,13 @@ class SemanticCache:
 
     def health(self) -> Health:
         self._check_open()
-        store = self._store
+        label, schema_version = describe(self._store)
         flow = flows.health_flow(
             self._state,
             self._now(),
-            store.backend_label,
-            store.schema_version,
-            replicated=isinstance(store, ReportsReplicas),
+            label,
+            schema_version,
+            replicated=isinstance(self._store, ReportsReplicas),
         )
         return self._call(flow)
 
@@ -364,7 +371,7 @@ class SemanticCache:
             st = self._state
             total: int = self._store_call(lambda s: s.count())
             flows.report(progress, "export", 0, total)
-            rows = self._store_call(lambda s: s.iter_all())
+            rows = flows.as_iterator(self._store_call(lambda s: s.iter_all()))
             with DumpWriter(dest, st.fingerprint, st.dim) as out:
                 while batch := _take(rows, _BATCH):
                     _blocking(lambda: out.write(batch))
@@ -404,8 +411,20 @@ class SemanticCache:
         progress: ProgressFn | None = None,
         **kwargs: Any,
     ) -> SemanticCache:
-        """Build a cache at ``path`` (SQLite) from a file written by ``dumps``."""
-        read_dump(source, embedder.fingerprint, embedder.dim)  # refuse before creating
+        """Build a cache at ``path`` (SQLite) from a file written by ``dumps``, or by
+        mneme 1.0's ``dumps`` (a tar.gz checkpoint): the two are told apart by their
+        content, not their name. A 1.0 checkpoint becomes a new cache file (``path``
+        must not exist), counters and quotas included, and its ``vector_dtype`` is the
+        default. ``source`` is only read; a bad one raises ``CheckpointError`` (or an
+        embedder error) and writes nothing."""
+        fingerprint, dim = embedder.fingerprint, int(embedder.dim)
+        if _blocking(lambda: is_v1_archive(source)):
+            manifest = _blocking(lambda: restore_v1_archive(source, path, fingerprint, dim))
+            kwargs.setdefault("vector_dtype", manifest.get("vector_dtype", "float32"))
+            restored = cls(path, embedder, **kwargs)
+            restored.open()
+            return restored
+        read_dump(source, fingerprint, dim)  # refuse before creating
         cache = cls(path, embedder, **kwargs)
         try:
             cache.open()

@@ -19,7 +19,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(exc, "name", None) != "click":
             raise
         print(
-            "mneme: error: the mneme command needs the 'cli' extra: pip install 'mneme[cli]'",
+            "mneme: error: the mneme command needs the 'cli' extra: "
+            "pip install 'mneme-semantic-cache[cli]'",
             file=sys.stderr,
         )
         return 2

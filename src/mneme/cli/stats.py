@@ -10,7 +10,7 @@ import click
 from mneme.cli.app import cli, examples, resolve, target_arguments
 from mneme.cli.stores import open_store
 from mneme.cli.target import Meta, Target
-from mneme.stores.protocol import COUNTER_NAMES, Store
+from mneme.stores.protocol import COUNTER_NAMES, BatchStore
 
 __all__ = ["namespace_rows"]
 
@@ -25,7 +25,7 @@ _COLUMNS = [
 ]
 
 
-def namespace_rows(store: Store) -> list[dict[str, Any]]:
+def namespace_rows(store: BatchStore) -> list[dict[str, Any]]:
     """One row per namespace: entries and the persisted counters."""
     rows = []
     for ns in store.list_namespaces():
@@ -60,6 +60,7 @@ def _read(target: Target) -> tuple[Meta, list[dict[str, Any]]]:
     meta = target.read_meta()
     assert meta is not None
     with open_store(target, meta) as store:
+        assert isinstance(store, BatchStore)  # every store of this package is one
         return meta, namespace_rows(store)
 
 

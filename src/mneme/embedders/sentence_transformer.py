@@ -1,6 +1,6 @@
 """An embedder for a sentence-transformers model you already have (it brings PyTorch).
 
-Install with ``pip install 'mneme[sentence-transformers]'``, or pass a loaded model.
+Install with ``pip install 'mneme-semantic-cache[sentence-transformers]'``, or pass a loaded model.
 """
 
 from __future__ import annotations

@@ -21,10 +21,26 @@ __all__ = [
 HNSW_AUTO_THRESHOLD = 500_000
 
 
+# mneme 1.0's names for the hnsw options; its starting capacities are not needed here
+# (every index grows on demand).
+_V1_OPTION_NAMES = {"M": "m", "ef": "ef_search"}
+_V1_CAPACITY_OPTIONS = ("initial_max_elements", "initial_capacity")
+
+
+def _hnsw_options(options: dict[str, int]) -> dict[str, int]:
+    return {
+        _V1_OPTION_NAMES.get(name, name): value
+        for name, value in options.items()
+        if name not in _V1_CAPACITY_OPTIONS
+    }
+
+
 def make_index(backend: str, dim: int, dtype: str, entries: int, options: dict[str, int]) -> Index:
     """Choose and build an index: 'auto' means hnsw from HNSW_AUTO_THRESHOLD entries
-    when hnswlib is installed, numpy otherwise."""
+    when hnswlib is installed, numpy otherwise. ``options`` are HnswIndex's keywords
+    (m, ef_construction, ef_search), or mneme 1.0's names for them (M, ef)."""
     check_dtype(dtype)
+    options = _hnsw_options(options)
     if backend == "numpy":
         return NumpyIndex(dim, dtype)
     if backend == "hnsw":

@@ -49,6 +49,9 @@ class Index(Protocol):
 
     def __contains__(self, id: object) -> bool: ...
 
+    def ids(self) -> list[int]:
+        """Every id the index holds (tombstones not included)."""
+
     @property
     def memory_bytes(self) -> int: ...
 

@@ -141,6 +141,9 @@ class NumpyIndex:
     def __contains__(self, id: object) -> bool:
         return id in self._where
 
+    def ids(self) -> list[int]:
+        return list(self._where)
+
     @property
     def memory_bytes(self) -> int:
         return sum(b.matrix.nbytes + b.ids.nbytes + b.live.nbytes for b in self._blocks.values())

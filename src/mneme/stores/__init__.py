@@ -4,14 +4,16 @@ each importing its driver only when a store is made."""
 
 from __future__ import annotations
 
-from mneme.stores.async_protocol import AsyncStore, AsyncVectorSearchStore
+from mneme.stores.async_protocol import AsyncBatchStore, AsyncStore, AsyncVectorSearchStore
 from mneme.stores.memory import MemoryStore
-from mneme.stores.protocol import ChangeTrackingStore, Store, VectorSearchStore
+from mneme.stores.protocol import BatchStore, ChangeTrackingStore, Store, VectorSearchStore
 from mneme.stores.sqlite import SQLiteStore
 
 __all__ = [
+    "AsyncBatchStore",
     "AsyncStore",
     "AsyncVectorSearchStore",
+    "BatchStore",
     "ChangeTrackingStore",
     "MemoryStore",
     "SQLiteStore",

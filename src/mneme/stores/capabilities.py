@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-from mneme.stores.async_protocol import AsyncStore, AsyncVectorSearchStore
-from mneme.stores.protocol import VectorSearchStore
+from mneme.stores.async_protocol import AsyncBatchStore, AsyncStore, AsyncVectorSearchStore
+from mneme.stores.protocol import BatchStore, VectorSearchStore
 
-__all__ = ["AsyncCapableStore", "ReportsReplicas", "searches_itself"]
+__all__ = [
+    "AsyncCapableStore",
+    "ReportsReplicas",
+    "describe",
+    "has_batch_methods",
+    "searches_itself",
+]
 
 
 @runtime_checkable
@@ -31,3 +37,19 @@ def searches_itself(store: object) -> TypeGuard[VectorSearchStore | AsyncVectorS
     return isinstance(store, VectorSearchStore | AsyncVectorSearchStore) and bool(
         store.vector_search_enabled
     )
+
+
+def has_batch_methods(store: object) -> bool:
+    """Whether a store has the batch methods; one written to mneme 1.0's protocol
+    has not, and the cache then uses the base methods in loops."""
+    return isinstance(store, BatchStore | AsyncBatchStore)
+
+
+def describe(store: object) -> tuple[str, int | None]:
+    """The store's label for ``Health.store_backend`` and its schema version. A store
+    written to 1.0's protocol has neither: its label is its class name without
+    "Store", lower-cased (as 1.0 reported it), and its version is read from its meta."""
+    if isinstance(store, BatchStore | AsyncBatchStore):
+        return store.backend_label, store.schema_version
+    name = type(store).__name__
+    return name.removesuffix("Store").lower() or name.lower(), None

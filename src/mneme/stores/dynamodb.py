@@ -53,7 +53,7 @@ __all__ = ["DynamoDBStore"]
 
 _EXTRA_HINT = (
     "DynamoDBStore requires the optional 'dynamodb' extra (boto3); "
-    "install it with: pip install 'mneme[dynamodb]'"
+    "install it with: pip install 'mneme-semantic-cache[dynamodb]'"
 )
 
 Item = dict[str, Any]
@@ -224,6 +224,7 @@ class DynamoDBStore:
         self._capacity = provisioned_capacity
         self._lock = threading.Lock()
         self._client: Any = None
+        self._closed = False  # once closed, a store stays closed
 
     def __repr__(self) -> str:
         return f"DynamoDBStore({self._table!r})"
@@ -233,7 +234,7 @@ class DynamoDBStore:
     def _conn(self) -> Any:
         client = self._client
         if client is None:
-            raise CacheClosedError(f"{self!r} is not open")
+            raise CacheClosedError(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return client
 
     @contextlib.contextmanager
@@ -372,6 +373,8 @@ class DynamoDBStore:
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
         with self._lock:
+            if self._closed:
+                raise CacheClosedError(f"{self!r} is closed; make a new store to open")
             if self._client is not None:
                 return
             with self._errors("open"):
@@ -484,6 +487,7 @@ class DynamoDBStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             client, self._client = self._client, None
             if client is not None:
                 client.close()
@@ -842,6 +846,8 @@ class DynamoDBStore:
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot_to(self, dest_path: str) -> None:
+        if self._closed:
+            raise CacheClosedError(f"{self!r} is closed")
         raise CheckpointError(
             "DynamoDBStore has no file snapshot; use AWS backups (an on-demand backup "
             "or point-in-time recovery, PITR) of the table, or SemanticCache.dumps"

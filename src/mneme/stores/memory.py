@@ -43,6 +43,7 @@ class MemoryStore:
         self._max_entries = max_entries
         self._lock = threading.RLock()
         self._open = False
+        self._closed = False  # once closed, a store stays closed
         self._rows: dict[int, StoredEntry] = {}
         self._by_hash: dict[tuple[str, str], int] = {}
         self._next_id = 1
@@ -54,10 +55,12 @@ class MemoryStore:
 
     def _check(self) -> None:
         if not self._open:
-            raise CacheClosedError("MemoryStore is not open")
+            raise CacheClosedError(f"MemoryStore is {'closed' if self._closed else 'not open'}")
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
         with self._lock:
+            if self._closed:
+                raise CacheClosedError("MemoryStore is closed: its entries went with it")
             check_embedder(
                 self._meta.get("embedder_fingerprint"),
                 int(self._meta["embedder_dim"]) if "embedder_dim" in self._meta else None,
@@ -70,8 +73,13 @@ class MemoryStore:
             self._open = True
 
     def close(self) -> None:
+        """Close the store; its entries are dropped (nothing outlives a MemoryStore)."""
         with self._lock:
             self._open = False
+            self._closed = True
+            self._rows.clear()
+            self._by_hash.clear()
+            self._changed.clear()
 
     def get_by_hash(self, namespace: str, query_hash: str) -> StoredEntry | None:
         with self._lock:
@@ -276,6 +284,8 @@ class MemoryStore:
             )
 
     def snapshot_to(self, dest_path: str) -> None:
+        if self._closed:
+            raise CacheClosedError("MemoryStore is closed")
         raise CheckpointError("MemoryStore keeps nothing on disk; use SemanticCache.dumps instead")
 
     @classmethod

@@ -7,7 +7,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -16,73 +16,14 @@ from mneme._errors import (
     CheckpointError,
     CorruptCacheError,
     MnemeError,
-    SchemaMigrationError,
     StoreBackendError,
 )
 from mneme._types import StoredEntry
 from mneme.stores.common import check_embedder
 from mneme.stores.protocol import COUNTER_NAMES
+from mneme.stores.sqlite_schema import SCHEMA_VERSION, migrate
 
 __all__ = ["SQLiteStore"]
-
-_SCHEMA_V1 = """
-CREATE TABLE entries (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    namespace TEXT NOT NULL,
-    query_hash TEXT NOT NULL,
-    query TEXT NOT NULL,
-    response TEXT NOT NULL,
-    embedding BLOB NOT NULL,
-    metadata TEXT,
-    created_at INTEGER NOT NULL,
-    last_accessed_at INTEGER NOT NULL,
-    ttl INTEGER,
-    access_count INTEGER NOT NULL DEFAULT 0,
-    UNIQUE (namespace, query_hash)
-);
-CREATE INDEX idx_entries_ns_lru ON entries (namespace, last_accessed_at, id);
-CREATE INDEX idx_entries_created_at ON entries (created_at);
-CREATE TABLE cache_counters (
-    namespace TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (namespace, name)
-);
-CREATE TABLE namespace_quotas (
-    namespace TEXT PRIMARY KEY,
-    max_entries INTEGER NOT NULL
-);
-CREATE TABLE multi_process_state (
-    key TEXT PRIMARY KEY,
-    value INTEGER NOT NULL
-);
-CREATE TABLE schema_meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-INSERT INTO multi_process_state (key, value) VALUES ('version_counter', 0);
-"""
-
-
-def _create_v1(conn: sqlite3.Connection) -> None:
-    # executescript would COMMIT the open transaction; run statement by statement instead.
-    for statement in _SCHEMA_V1.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-
-
-def _add_change_tracking(conn: sqlite3.Connection) -> None:
-    # The version at which each row was last written, so another process can fetch
-    # just the rows inserted or replaced since the version it last saw.
-    conn.execute("ALTER TABLE entries ADD COLUMN changed_version INTEGER NOT NULL DEFAULT 0")
-    conn.execute("CREATE INDEX idx_entries_changed ON entries (changed_version)")
-
-
-# _MIGRATIONS[n] takes an on-disk schema from version n to n + 1 (0 is an empty file).
-_MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
-    _create_v1,
-    _add_change_tracking,
-)
 
 _COLUMNS = (
     "id, namespace, query_hash, query, response, embedding, metadata, "
@@ -177,7 +118,7 @@ class SQLiteStore:
     """
 
     backend_label = "sqlite"
-    schema_version = 2
+    schema_version = SCHEMA_VERSION
 
     def __init__(self, path: str, *, timeout: float = 5.0, cache_size_kb: int = 10_000) -> None:
         if timeout < 0:
@@ -189,6 +130,7 @@ class SQLiteStore:
         self._cache_size_kb = cache_size_kb
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
+        self._closed = False  # once closed, a store stays closed
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self._path!r})"
@@ -205,7 +147,7 @@ class SQLiteStore:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            raise CacheClosedError(f"{self!r} is not open")
+            raise CacheClosedError(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return self._conn
 
     @contextlib.contextmanager
@@ -238,6 +180,8 @@ class SQLiteStore:
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
         with self._lock:
+            if self._closed:
+                raise CacheClosedError(f"{self!r} is closed; make a new store to open")
             fresh = self._conn is None
             if fresh:
                 self._conn = self._connect()
@@ -262,7 +206,7 @@ class SQLiteStore:
                     )
             except BaseException:
                 if fresh:
-                    self.close()
+                    self._release()
                 raise
 
     def _connect(self) -> sqlite3.Connection:
@@ -284,34 +228,14 @@ class SQLiteStore:
         return conn
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if "schema_meta" in tables:
-            row = conn.execute(
-                "SELECT value FROM schema_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            on_disk = 0 if row is None else int(row[0])
-        elif tables - {"sqlite_sequence"}:
-            raise SchemaMigrationError(
-                f"{self._path} is a SQLite database but not a mneme cache; "
-                "point the cache at a new file"
-            )
-        else:
-            on_disk = 0
-        if on_disk > self.schema_version:
-            raise SchemaMigrationError(
-                f"{self._path} has schema version {on_disk}, this mneme writes version "
-                f"{self.schema_version}; upgrade mneme to open it"
-            )
-        for step in _MIGRATIONS[on_disk : self.schema_version]:
-            step(conn)
-        if on_disk < self.schema_version:
-            conn.execute(
-                "INSERT INTO schema_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (str(self.schema_version),),
-            )
+        migrate(conn, self._path, self.schema_version)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._release()
+
+    def _release(self) -> None:
         with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
@@ -561,7 +485,10 @@ class SQLiteStore:
             _backup(conn, os.fspath(dest_path), self._timeout)
 
     @classmethod
-    def restore_from(cls, source_path: str, dest_path: str) -> None:
+    def restore_from(cls, source_path: str, dest_path: str) -> SQLiteStore:
+        """Copy a ``snapshot_to`` file (or any cache file) to ``dest_path`` with
+        SQLite's backup API, after checking it; returns an unopened store on the copy,
+        as mneme 1.0 did. A missing or unusable source raises ``CheckpointError``."""
         source_path = os.fspath(source_path)
         if not os.path.isfile(source_path):
             raise CheckpointError(f"cannot restore from {source_path}: no such file")
@@ -599,6 +526,7 @@ class SQLiteStore:
             _backup(source, os.fspath(dest_path), 5.0)
         finally:
             source.close()
+        return cls(dest_path)
 
 
 def _backup(source: sqlite3.Connection, dest_path: str, timeout: float) -> None:

@@ -366,6 +366,7 @@ class AsyncPostgresStore(PgCore):
             except StoreBackendError as exc:
                 _log.warning("AsyncPostgresStore.close could not write counters: %s", exc)
         self._open = False
+        self._closed = True
         self._search = False
         await self._stop_background()
         await self._close_sources()

@@ -17,7 +17,7 @@ __all__ = ["connect_args", "connect_error", "mask_dsn", "require_psycopg"]
 
 _EXTRA_HINT = (
     "PostgresStore requires the optional 'postgres' extra (psycopg, psycopg-pool, "
-    "pgvector); install it with: pip install 'mneme[postgres]'"
+    "pgvector); install it with: pip install 'mneme-semantic-cache[postgres]'"
 )
 
 

@@ -225,6 +225,7 @@ class PgCore:
         self._progress: ProgressFn | None = arguments["progress"]
         self._sql: dict[str, Composed] = {}
         self._open = False
+        self._closed = False  # once closed, a store stays closed
         # id -> (last now, touches) of update_access calls not yet written.
         self._pending: dict[int, tuple[int, int]] = {}
         self._pending_since = 0.0
@@ -256,7 +257,8 @@ class PgCore:
 
     def _check(self) -> None:
         if not self._open:
-            raise CacheClosedError("PostgresStore is not open")
+            state = "closed" if self._closed else "not open"
+            raise CacheClosedError(f"PostgresStore (schema {self.schema!r}) is {state}")
 
     def _adapt(self, conn: Any) -> None:
         """Register pgvector's adapters on a connection once (a type adapter, not
@@ -397,6 +399,10 @@ class PgCore:
     # -- operations: opening ------------------------------------------------------
 
     def _prepare_open(self) -> None:
+        if self._closed:
+            raise CacheClosedError(
+                f"PostgresStore (schema {self.schema!r}) is closed; make a new store to open"
+            )
         self._sql = {name: compose(text, self.schema) for name, text in STATEMENTS.items()}
 
     def _op_provision(self) -> PgOp[int]:
@@ -907,6 +913,8 @@ class PgCore:
     # -- checkpoints --------------------------------------------------------------
 
     def snapshot_to(self, dest_path: str) -> None:
+        if self._closed:
+            raise CacheClosedError(f"PostgresStore (schema {self.schema!r}) is closed")
         raise CheckpointError(
             "PostgresStore does not snapshot itself; back the schema up with "
             f"pg_dump --schema={self.schema} (and restore it with pg_restore or psql)"

@@ -357,6 +357,7 @@ class PostgresStore(PgCore):
             except StoreBackendError as exc:
                 _log.warning("PostgresStore.close could not write counters: %s", exc)
         self._open = False
+        self._closed = True
         self._search = False
         self._stop_background()
         self._close_sources()

@@ -57,7 +57,7 @@ __all__ = ["RedisStore"]
 
 _EXTRA_HINT = (
     "RedisStore requires the optional 'redis' extra (redis-py >= 5); "
-    "install it with: pip install 'mneme[redis]'"
+    "install it with: pip install 'mneme-semantic-cache[redis]'"
 )
 _PAGE = 500
 _URL_PASSWORD = re.compile(r"(://[^:/@?#]*:)[^@]*@")
@@ -178,6 +178,7 @@ class RedisStore:
         self._lock = threading.Lock()
         self._client: Any = None
         self._scripts: dict[str, Any] = {}
+        self._closed = False  # once closed, a store stays closed
 
     def __repr__(self) -> str:
         where = _mask_url(self._url) if self._url is not None else "client"
@@ -191,7 +192,7 @@ class RedisStore:
     def _conn(self) -> Any:
         client = self._client
         if client is None:
-            raise CacheClosedError(f"{self!r} is not open")
+            raise CacheClosedError(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return client
 
     @contextlib.contextmanager
@@ -221,6 +222,8 @@ class RedisStore:
 
     def open(self, embedder_fingerprint: str, embedder_dim: int) -> None:
         with self._lock:
+            if self._closed:
+                raise CacheClosedError(f"{self!r} is closed; make a new store to open")
             if self._client is not None:
                 return
             redis = self._redis
@@ -250,6 +253,16 @@ class RedisStore:
     def _provision(self, client: Any, fingerprint: str, dim: int) -> None:
         meta = self._key("meta")
         with self._errors("open"):
+            # mneme 1.0 kept its entries under other keys (next_id, by_id, entry:<id>)
+            # but shared some names with this layout: refuse before writing anything.
+            written_by_1_0 = client.exists(self._key("next_id"), self._key("by_id"))
+        if written_by_1_0:
+            raise SchemaMigrationError(
+                f"{self!r} holds mneme 1.0's Redis layout, which this store does not read; "
+                "use another key_prefix, and move the entries as "
+                "docs/migrating-from-1.0.md describes"
+            )
+        with self._errors("open"):
             scripts = {
                 name: client.register_script(_lua("prelude") + _lua(name)) for name in _SCRIPT_NAMES
             }
@@ -271,6 +284,7 @@ class RedisStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             client, self._client = self._client, None
             if client is not None and self._url is not None:
                 with contextlib.suppress(self._redis.RedisError):
@@ -501,6 +515,8 @@ class RedisStore:
     # -- snapshots ----------------------------------------------------------------------
 
     def snapshot_to(self, dest_path: str) -> None:
+        if self._closed:
+            raise CacheClosedError(f"{self!r} is closed")
         raise CheckpointError(
             "RedisStore has no file snapshot of its own; back Redis up with its own tools "
             "(BGSAVE and copy the RDB file, or `redis-cli --rdb <file>`), "
