@@ -292,10 +292,16 @@ def test_a_get_with_its_embedding_is_one_round_trip(
         data = vectors(20, 9)
         cache.put("stored question", "stored answer", embedding=data[0], ttl=100)
         cache.put("other question", "other answer", embedding=data[1])
-        # the same statement answers both layers, and agrees with the two calls
+        # the same statement answers both layers, and agrees with the two calls; a live
+        # exact row makes it skip the graph walk
         exact, found = store.lookup("default", _hash("stored question"), data[1], k=3, now=T0)
         assert exact == store.get_by_hash("default", _hash("stored question"))
-        assert found == store.search("default", data[1], k=3, now=T0)
+        assert exact is not None and found == []
+        exact, found = store.lookup("default", _hash("never asked"), data[1], k=3, now=T0)
+        assert exact is None and found == store.search("default", data[1], k=3, now=T0)
+        exact, found = store.lookup("default", _hash("stored question"), data[1], k=3, now=T0 + 100)
+        assert exact is not None and exact.is_expired(T0 + 100)
+        assert found == store.search("default", data[1], k=3, now=T0 + 100)
         conn = store._source._conn  # type: ignore[attr-defined]
         for query, vector, want in (
             ("stored question", data[5], ("exact", "stored answer")),

@@ -193,12 +193,17 @@ _SIDE_STATEMENTS = {
     # on a custom plan. Relaxed-order index scans return matches roughly best first, so
     # the scan takes a few more than k; MATERIALIZED and the outer "u.d + 0" keep the
     # planner from trusting that order, and the outer sort restores it.
-    # Both layers in one statement: the exact row (tagged 0), then the search (1).
-    "lookup": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
+    # Both layers in one statement: the exact row (tagged 0), then the search (1). The
+    # search is gated by a one-time filter: when the exact row is live it never runs,
+    # so an exact hit costs no graph walk.
+    "lookup": "WITH x AS MATERIALIZED (SELECT {entry_columns} FROM {schema}.entries en "
+    "WHERE en.namespace = %(ns)s AND en.query_hash = %(h)s), "
+    "u AS MATERIALIZED (SELECT id, {approx} AS d "
     "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s) "
-    "SELECT 0, {entry_columns}, NULL::float8 FROM {schema}.entries en "
-    "WHERE en.namespace = %(ns)s AND en.query_hash = %(h)s "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) "
+    "AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL OR x.created_at + x.ttl > %(now)s) "
+    "ORDER BY {approx} LIMIT %(scan)s) "
+    "SELECT 0, x.*, NULL::float8 FROM x "
     "UNION ALL (SELECT 1, {entry_columns}, 1 - u.d FROM u "
     "JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id LIMIT %(k)s)",
     "search": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
