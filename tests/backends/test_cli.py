@@ -165,7 +165,8 @@ def test_doctor_reports_problems_with_their_fixes(
     pg_cache: list[str], postgres_dsn: str, pg_schema: str
 ) -> None:
     assert mneme("upgrade", "--pgvector", *pg_cache).returncode == 0
-    fill_postgres(postgres_dsn, pg_schema, n=3000)
+    # Written by a store without pgvector search: no graph is built for them.
+    fill_postgres(postgres_dsn, pg_schema, n=4500)
     with psycopg.connect(postgres_dsn, autocommit=True) as conn:
         s = sql.Identifier(pg_schema)
         conn.execute(
