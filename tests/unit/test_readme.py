@@ -62,7 +62,7 @@ def test_sqlite_demo_shows_exact_semantic_miss_and_stats() -> None:
 def test_demo_falls_back_to_the_test_embedder_and_says_so() -> None:
     code = (
         "import runpy, sys\nsys.modules['onnxruntime'] = None\n"
-        f"runpy.run_path({str(ROOT / 'examples' / 'demo.py')!r}, run_name='__main__')\n"
+        f"runpy.run_path({str(ROOT / 'examples' / 'demo_sqlite.py')!r}, run_name='__main__')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
