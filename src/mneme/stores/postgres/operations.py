@@ -592,7 +592,9 @@ class PgCore:
 
     def _op_add_counters(self, namespace: str, deltas: Mapping[str, int]) -> PgOp[None]:
         if deltas:
-            names = list(deltas)
+            # One order for every writer: two processes adding to the same counters in
+            # different orders would lock their rows crosswise and deadlock.
+            names = sorted(deltas)
             yield Execute(self._sql["counters_add"], [namespace, names, [deltas[n] for n in names]])
 
     def _op_delete_expired(self, now: int, namespace: str | None) -> PgOp[int]:

@@ -145,7 +145,7 @@ STATEMENTS: dict[str, str] = {
     "meta_default": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
     "ON CONFLICT (key) DO NOTHING",
     "counters_add": "INSERT INTO {schema}.cache_counters AS c (namespace, name, value) "
-    "SELECT %s, n, v FROM unnest(%s::text[], %s::bigint[]) AS t(n, v) "
+    "SELECT %s, n, v FROM unnest(%s::text[], %s::bigint[]) AS t(n, v) ORDER BY n "
     "ON CONFLICT (namespace, name) DO UPDATE SET value = c.value + EXCLUDED.value",
     "counters": "SELECT name, sum(value)::bigint FROM {schema}.cache_counters GROUP BY name",
     "counters_ns": "SELECT name, value FROM {schema}.cache_counters WHERE namespace = %s",
