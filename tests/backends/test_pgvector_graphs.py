@@ -20,6 +20,7 @@ from psycopg import sql
 
 from mneme import Progress, StoredEntry
 from mneme.stores.postgres import PostgresStore
+from mneme.stores.postgres.operations import LOAD_QUIET_S
 from mneme.stores.postgres.vector import LEGACY_INDEX_NAME, graph_name
 
 pytestmark = pytest.mark.backend("postgres")
@@ -117,6 +118,28 @@ def test_a_namespace_that_grows_gets_its_graph_in_the_background(
     # cost; at the sizes that matter it takes the graph, as test_pgvector shows.)
     for i in (3, 333, 599):
         assert store.search("big", big[i], k=1, now=T0)[0][0].query_hash == f"b{i}"
+
+
+def test_a_bulk_load_gets_its_graph_once_it_pauses(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    # A graph built while batches keep coming would make each later row an HNSW insert.
+    schema = fresh()
+    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=200)
+    data = vectors(1_800, 8)
+    for batch in range(6):  # a batch every LOAD_QUIET_S / 4 seconds: the load goes on
+        if batch:
+            time.sleep(LOAD_QUIET_S / 4)
+        part = data[batch * 300 : (batch + 1) * 300]
+        store.insert_many([entry(f"b{batch}-{i}", v, "big") for i, v in enumerate(part)])
+        last_batch = time.monotonic()
+        assert states(store) == {"big": "pending"}, f"a build started during batch {batch}"
+    deadline = last_batch + LOAD_QUIET_S + 120
+    while states(store)["big"] != "ready" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert states(store) == {"big": "ready"}
+    assert time.monotonic() - last_batch >= LOAD_QUIET_S * 0.9
+    assert store.search("big", data[301], k=1, now=T0)[0][0].query_hash == "b1-1"
 
 
 def test_no_background_build_without_auto_index(
@@ -328,3 +351,39 @@ def _hash(query: str) -> str:
     from mneme._policy import normalize_query, query_hash
 
     return query_hash(normalize_query(query))
+
+
+def test_a_large_graph_is_searched_with_a_wider_ef_search(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    schema = fresh()
+    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    data = vectors(300, 9)
+    store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(data)])
+    store.build_vector_indexes()
+    store.close()
+    with admin(postgres_dsn) as conn:
+        # The graph's size as its build recorded it, made as large as a 400k-row graph.
+        conn.execute(
+            "UPDATE pg_catalog.pg_class SET reltuples = 400000 WHERE relname = %s "
+            "AND relnamespace = %s::regnamespace",
+            [graph_name("big"), schema],
+        )
+    with admin(postgres_dsn) as conn, tempfile.TemporaryFile() as trace:
+        reader = PostgresStore(connection=conn, schema=schema, use_pgvector=True, ef_search=60)
+        reader.open(fp(DIM), DIM)
+        conn.pgconn.trace(trace.fileno())
+        try:
+            found = reader.search("big", data[7], k=1, now=T0)
+            small = reader.search("other", data[7], k=1, now=T0)
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        sent = trace.read().decode("utf-8", "replace").split("Sync")
+        reader.close()
+    assert found[0][0].query_hash == "b7" and small == []
+    # ef_search 60 x sqrt(400k / 100k) = 120 for the large graph, set for the search's
+    # transaction; 60 for a namespace without a graph.
+    first = next(part for part in sent if "set_config" in part or "'120'" in part)
+    assert "'120'" in first and "'60'" not in first
+    assert any("'60'" in part for part in sent if part is not first)

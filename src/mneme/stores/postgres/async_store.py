@@ -686,10 +686,16 @@ class AsyncPostgresStore(PgCore):
 
     async def _build_in_background(self, namespace: str, source: AsyncOwnedConnection) -> None:
         """Build one graph on a connection of its own, so the store's own connection
-        stays free; failures are logged and the build is tried again later."""
+        stays free, once bulk loads into the store pause; failures are logged and the
+        build is tried again later."""
         import psycopg
 
         try:
+            while (pause := self._load_pause()) > 0 and not self._closed:
+                await asyncio.sleep(min(pause, 0.2))  # async-only
+                # sync: time.sleep(min(pause, 0.2))
+            if self._closed:
+                return
             async with source.borrow() as conn:
                 self._adapt(conn)
                 if not await _drive(conn, self._op_build_graph(namespace, True)):

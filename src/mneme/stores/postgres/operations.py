@@ -91,6 +91,12 @@ _DEADLOCK_ATTEMPTS = 4
 _INSERT_CHUNK = 5_000
 # From this many rows, insert_many on an owned connection goes through COPY.
 _COPY_AT_LEAST = 256
+# A background graph build waits until the store has loaded no batch of _COPY_AT_LEAST
+# rows or more for this long: built during a load, the graph would turn every later row
+# of the load into an HNSW insert (milliseconds each) instead of a row of a COPY.
+LOAD_QUIET_S = 10.0
+# How often a searching store reads its graphs' sizes again.
+_GRAPH_SIZES_EVERY_S = 60.0
 _SCAN_AT_LEAST = 20
 # A namespace's size is checked for a graph every this many rows written to it.
 _CHECK_EVERY = 500
@@ -243,12 +249,17 @@ class PgCore:
         self._dim = 0
         # Layer-2 sessions: connections this store owns get the hnsw settings once.
         self._owned = False
-        self._tuned: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._tuned: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+        # Rows per namespace graph (for its ef_search), and when they were last read.
+        self._graph_rows: dict[str, float] = {}
+        self._graph_rows_at = float("-inf")
         # Automatic graphs: rows written per namespace since its size was last checked,
         # and namespaces known to have (or be getting) a graph.
         self._auto_index = bool(arguments["auto_index"])
         self._written: dict[str, int] = {}
         self._graphed: set[str] = set()
+        # When the last bulk batch (a COPY) was loaded, on the monotonic clock.
+        self._loaded_at = float("-inf")
 
     @property
     def vector_search_enabled(self) -> bool:
@@ -487,6 +498,8 @@ class PgCore:
                 )
             self._search = True
         self._vec = stmts
+        if self._search:
+            yield from self._op_graph_sizes()
 
     def _op_vector_type(self) -> PgOp[None]:
         info = yield Atomic(_fetch_type("vector"))
@@ -677,6 +690,8 @@ class PgCore:
                     ids[(row[0], row[1])] = int(row[2])
                     if vec is None and row[3] is not None:
                         flag = row[3]
+            if staged:
+                self._loaded_at = time.monotonic()
             return (ids, flag), False
 
         if len(chunks) == 1 and not staged:
@@ -746,7 +761,7 @@ class PgCore:
             # take a wider set and keep the best k of it.
             "scan": max(k, _SCAN_AT_LEAST),
         }
-        settings = [str(self._hnsw.ef_search)]
+        settings = [str(self._hnsw.ef_for(self._graph_rows.get(namespace, 0.0)))]
         if self._iterative:
             settings.append(str(self._hnsw.max_scan_tuples))
         return vec, params, settings
@@ -758,6 +773,9 @@ class PgCore:
         prepared = self._search_params(namespace, vector, k, now)
         if prepared is None:
             return []
+        if (yield from self._op_graph_sizes()):
+            prepared = self._search_params(namespace, vector, k, now)
+            assert prepared is not None
         vec, params, settings = prepared
         tuned = self._tuned if self._owned else None
         rows = yield from run_search(vec, settings, self._iterative, params, tuned)
@@ -767,6 +785,16 @@ class PgCore:
             if entry is not None:
                 found.append((entry, min(1.0, max(-1.0, float(row[11])))))
         return found
+
+    def _op_graph_sizes(self) -> PgOp[bool]:
+        """Read the graphs' sizes once a minute (they set ef_search per namespace);
+        True when they were read."""
+        if time.monotonic() - self._graph_rows_at < _GRAPH_SIZES_EVERY_S or self._vec is None:
+            return False
+        self._graph_rows_at = time.monotonic()
+        rows = yield Atomic(_fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
+        self._graph_rows = {str(ns): float(n) for ns, n in rows}
+        return True
 
     def _require_vectors(self) -> VectorStatements:
         if self._vec is None:
@@ -794,6 +822,9 @@ class PgCore:
         if prepared is None:
             entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash], flush=False)
             return entry, []
+        if (yield from self._op_graph_sizes()):
+            prepared = self._search_params(namespace, vector, k, now)
+            assert prepared is not None
         vec, params, settings = prepared
         params["h"] = query_hash
         tuned = self._tuned if self._owned else None
@@ -866,6 +897,7 @@ class PgCore:
             self.schema, vec, self._hnsw, owned_connection=self._owned, progress=progress
         )
         self._graphed.update(built)
+        self._graph_rows_at = float("-inf")  # read the new graphs' sizes on the next search
         return built
 
     def _op_build_graph(self, namespace: str, owned_connection: bool) -> PgOp[bool]:
@@ -876,7 +908,12 @@ class PgCore:
         )
         if built:
             yield from retire_legacy_index(self.schema, self._hnsw.exact_search_max_rows)
+            self._graph_rows_at = float("-inf")
         return built
+
+    def _load_pause(self) -> float:
+        """Seconds a background build still waits for bulk loads to pause (0: go)."""
+        return max(0.0, self._loaded_at + LOAD_QUIET_S - time.monotonic())
 
     def _grown(self, counts: Mapping[str, int]) -> list[str]:
         """Note rows written per namespace; the namespaces whose size is due a check
@@ -981,6 +1018,11 @@ def _one_value(template: str, schema: str, params: Sequence[Any]) -> PgOp[Any]:
     query = sql.SQL(template).format(sql.Identifier(schema))
     row = yield Execute(query, params, "one")
     return None if row is None else row[0]
+
+
+def _fetch_all(query: Any, params: Any) -> PgOp[list[Any]]:
+    rows: list[Any] = yield Execute(query, params, "all")
+    return rows
 
 
 def _execute(query: Any, params: Any) -> PgOp[None]:

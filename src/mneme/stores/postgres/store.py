@@ -659,10 +659,15 @@ class PostgresStore(PgCore):
 
     def _build_in_background(self, namespace: str, source: OwnedConnection) -> None:
         """Build one graph on a connection of its own, so the store's own connection
-        stays free; failures are logged and the build is tried again later."""
+        stays free, once bulk loads into the store pause; failures are logged and the
+        build is tried again later."""
         import psycopg
 
         try:
+            while (pause := self._load_pause()) > 0 and not self._closed:
+                time.sleep(min(pause, 0.2))
+            if self._closed:
+                return
             with source.borrow() as conn:
                 self._adapt(conn)
                 if not _drive(conn, self._op_build_graph(namespace, True)):
