@@ -12,6 +12,7 @@ between two such transactions is retried. Reads never wait.
 from __future__ import annotations
 
 import decimal
+import itertools
 import json
 import logging
 import re
@@ -667,8 +668,8 @@ class PgCore:
         """Ids by key, and the pgvector flag as for ``_op_insert``. Mode "raw".
 
         On a connection the store owns, a large batch is loaded with a binary COPY
-        into a session staging table and upserted from there in one statement per
-        chunk; otherwise each chunk is one multi-row statement over unnest arrays."""
+        into a session staging table and upserted from there in one statement;
+        otherwise each chunk is one multi-row statement over unnest arrays."""
         chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
         vec = self._vec
         staged = self._owned and len(rows) >= _COPY_AT_LEAST
@@ -676,20 +677,21 @@ class PgCore:
         def upsert() -> PgOp[tuple[tuple[dict[tuple[str, str], int], Any], bool]]:
             ids: dict[tuple[str, str], int] = {}
             flag = None
-            for chunk in chunks:  # parameters built per chunk: memory stays bounded
-                if staged:
-                    result = yield from self._op_staged(chunk, vec)
-                elif vec is None:
-                    result = yield Execute(self._sql["insert_many"], _batch_columns(chunk), "all")
+            results: list[Any] = []
+            if staged:  # every chunk into the staging table, then one upsert
+                results.append((yield from self._op_staged(chunks, vec)))
+            for chunk in () if staged else chunks:  # parameters per chunk: bounded memory
+                if vec is None:
+                    columns = _batch_columns(chunk)
+                    results.append((yield Execute(self._sql["insert_many"], columns, "all")))
                 else:
                     sides = side_vectors([e.embedding for e in chunk], vec.dim)
-                    result = yield Execute(
-                        vec.sql["insert_many"], [*_batch_columns(chunk), sides], "all"
-                    )
-                for row in result:
-                    ids[(row[0], row[1])] = int(row[2])
-                    if vec is None and row[3] is not None:
-                        flag = row[3]
+                    columns = [*_batch_columns(chunk), sides]
+                    results.append((yield Execute(vec.sql["insert_many"], columns, "all")))
+            for row in itertools.chain.from_iterable(results):
+                ids[(row[0], row[1])] = int(row[2])
+                if vec is None and row[3] is not None:
+                    flag = row[3]
             if staged:
                 self._loaded_at = time.monotonic()
             return (ids, flag), False
@@ -699,22 +701,30 @@ class PgCore:
         # Several statements (each bumps the counter): one explicit transaction.
         return (yield from self._op_write(upsert))
 
-    def _op_staged(self, chunk: Sequence[StoredEntry], vec: VectorStatements | None) -> PgOp[Any]:
-        """COPY a chunk into the staging table, then upsert it; inside a transaction."""
+    def _op_staged(
+        self, chunks: Sequence[Sequence[StoredEntry]], vec: VectorStatements | None
+    ) -> PgOp[Any]:
+        """COPY the chunks into the (empty) staging table, then upsert them all in one
+        statement; inside a transaction, at whose end the staging table empties."""
         names = vec.sql if vec is not None else self._sql
         yield Execute(names["stage"], prepare=False)
-        types = list(STAGE_TYPES)
-        if vec is None:
-            data = [[*_values(e, _json_or_none(e.metadata)), ord_] for ord_, e in enumerate(chunk)]
-        else:
-            types.append("vector")
-            sides = side_vectors([e.embedding for e in chunk], vec.dim)
-            data = [
-                [*_values(e, _json_or_none(e.metadata)), side, ord_]
-                for ord_, (e, side) in enumerate(zip(chunk, sides, strict=True))
-            ]
-        types.append("int8")
-        yield CopyIn(names["stage_copy"], data, types)
+        # The upsert sorts and re-reads the batch: in memory rather than in temp files.
+        yield Execute("SELECT set_config('work_mem', '64MB', true)", prepare=False)
+        types = [*STAGE_TYPES, *(["vector"] if vec is not None else []), "int8"]
+        start = 0
+        for chunk in chunks:  # rows encoded per chunk: client memory stays bounded
+            if vec is None:
+                data = [
+                    [*_values(e, _json_or_none(e.metadata)), start + n] for n, e in enumerate(chunk)
+                ]
+            else:
+                sides = side_vectors([e.embedding for e in chunk], vec.dim)
+                data = [
+                    [*_values(e, _json_or_none(e.metadata)), side, start + n]
+                    for n, (e, side) in enumerate(zip(chunk, sides, strict=True))
+                ]
+            yield CopyIn(names["stage_copy"], data, types)
+            start += len(chunk)
         result = yield Execute(names["insert_staged"], None, "all", prepare=False)
         return result
 
