@@ -204,8 +204,9 @@ _SIDE_STATEMENTS = {
     "analyze": "ANALYZE {schema}.entry_vectors",
     # The namespace's own graph (partial index) or an exact scan, chosen by the planner
     # on a custom plan. Relaxed-order index scans return matches roughly best first, so
-    # the scan takes a few more than k; MATERIALIZED and the outer "u.d + 0" keep the
-    # planner from trusting that order, and the outer sort restores it.
+    # the scan takes a few more than k; MATERIALIZED and "d + 0" keep the planner from
+    # trusting that order, and the sort restores it. Only the best k are joined with
+    # their entries (the side row and its entry are deleted together).
     # Both layers in one statement: the exact row (tagged 0), then the search (1). The
     # search is gated by a one-time filter: when the exact row is live it never runs,
     # so an exact hit costs no graph walk.
@@ -215,15 +216,17 @@ _SIDE_STATEMENTS = {
     "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
     "AND (expires_at IS NULL OR expires_at > %(now)s) "
     "AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL OR x.created_at + x.ttl > %(now)s) "
-    "ORDER BY {approx} LIMIT %(scan)s) "
+    "ORDER BY {approx} LIMIT %(scan)s), "
+    "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT 0, x.*, NULL::float8 FROM x "
-    "UNION ALL (SELECT 1, {entry_columns}, 1 - u.d FROM u "
-    "JOIN {schema}.entries en ON en.id = u.id ORDER BY u.d + 0, u.id LIMIT %(k)s)",
+    "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b "
+    "JOIN {schema}.entries en ON en.id = b.id ORDER BY b.d, b.id)",
     "search": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
     "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s) "
-    "SELECT {entry_columns}, 1 - u.d FROM u JOIN {schema}.entries en ON en.id = u.id "
-    "ORDER BY u.d + 0, u.id LIMIT %(k)s",
+    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s), "
+    "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
+    "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
+    "ORDER BY b.d, b.id",
     # Rows of each namespace's graph (its index's reltuples, set by the build and by
     # VACUUM/ANALYZE), for the search's ef_search.
     "graph_sizes": "SELECT g.namespace, c.reltuples FROM {schema}.vector_graphs g "
@@ -272,6 +275,17 @@ class VectorStatements:
         # Vectors always go as binary (%b): the text form costs ~40x more to build.
         self.sql = {name: compose(text, schema, **extra) for name, text in _SIDE_STATEMENTS.items()}
         self.table = compose(sql_file("entry_vectors.sql"), schema, dim=sql.Literal(dim))
+        self._rendered: dict[tuple[str, str], bytes] = {}
+
+    def rendered(self, name: str, conn: Any) -> bytes:
+        """Statement ``name`` as bytes in ``conn``'s encoding, kept: the Layer-2 reads
+        run on every get, and composing the statement each time cost more than
+        sending it."""
+        key = (name, conn.info.encoding)
+        query = self._rendered.get(key)
+        if query is None:
+            query = self._rendered[key] = self.sql[name].as_bytes(conn)
+        return query
 
     def create_graph(self, options: HnswOptions, namespace: str, *, concurrently: bool) -> Composed:
         """The partial HNSW index that is ``namespace``'s own graph."""
@@ -334,8 +348,8 @@ def run_search(
     from psycopg import pq
 
     conn = yield GetConnection()
-    settings_sql = stmts.sql["settings_iterative" if iterative else "settings"]
-    search = Execute(stmts.sql[statement], params, "all", binary=True, prepare=False)
+    settings_sql = stmts.rendered("settings_iterative" if iterative else "settings", conn)
+    search = Execute(stmts.rendered(statement, conn), params, "all", binary=True, prepare=False)
     if tuned is not None and conn.autocommit:
         if tuned.get(conn) == tuple(settings):
             rows: list[Any] = yield search
