@@ -449,7 +449,8 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
                 conn.pgconn.untrace()
             trace.seek(0)
             sent = trace.read().decode("utf-8", "replace")
-        assert "hnsw.ef_search" in sent and "'77'" in sent  # sent as set_config(..., true)
+        # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.4 x 77.
+        assert "hnsw.ef_search" in sent and "'31'" in sent
         assert conn.execute("SHOW hnsw.ef_search").fetchone() == default
         assert conn.execute("SHOW hnsw.iterative_scan").fetchone() == ("off",)
         indexdef = conn.execute(

@@ -1,26 +1,33 @@
-"""The HNSW settings: their bounds, and the wider ef_search of large graphs."""
+"""The HNSW settings: their bounds, and ef_search scaled to each graph's size."""
 
 from __future__ import annotations
 
 import pytest
 
-from mneme.stores.postgres.vector import LARGE_GRAPH_ROWS, HnswOptions
+from mneme.stores.postgres.vector import EF_SEARCH_ROWS, HnswOptions
 
 
-def test_ef_search_is_used_as_given_up_to_a_large_graph() -> None:
+def test_ef_search_is_the_setting_of_a_graph_of_the_reference_size() -> None:
+    assert HnswOptions(ef_search=100).ef_for(EF_SEARCH_ROWS) == 100
+    assert HnswOptions(ef_search=100).ef_for(0) == 100  # size not known: as given
+
+
+def test_a_larger_graph_searches_wider_by_the_root_of_its_size() -> None:
     options = HnswOptions(ef_search=100)
-    assert [options.ef_for(rows) for rows in (0, 1_000, LARGE_GRAPH_ROWS)] == [100, 100, 100]
+    assert options.ef_for(4 * EF_SEARCH_ROWS) == 200
+    assert options.ef_for(2.61 * EF_SEARCH_ROWS) == 162
+    assert HnswOptions(ef_search=40).ef_for(9 * EF_SEARCH_ROWS) == 120
 
 
-def test_a_large_graph_searches_wider_by_the_root_of_its_size() -> None:
+def test_a_smaller_graph_searches_narrower_down_to_two_fifths() -> None:
     options = HnswOptions(ef_search=100)
-    assert options.ef_for(4 * LARGE_GRAPH_ROWS) == 200
-    assert options.ef_for(2.61 * LARGE_GRAPH_ROWS) == 162
-    assert HnswOptions(ef_search=40).ef_for(9 * LARGE_GRAPH_ROWS) == 120
+    assert options.ef_for(EF_SEARCH_ROWS / 4) == 50
+    assert options.ef_for(1_500) == 40
+    assert HnswOptions(ef_search=1).ef_for(1_500) == 1
 
 
-def test_the_wider_search_stays_within_pgvectors_bound() -> None:
-    assert HnswOptions(ef_search=900).ef_for(100 * LARGE_GRAPH_ROWS) == 1000
+def test_the_setting_stays_within_pgvectors_bound() -> None:
+    assert HnswOptions(ef_search=900).ef_for(100 * EF_SEARCH_ROWS) == 1000
 
 
 @pytest.mark.parametrize(
