@@ -41,7 +41,7 @@ __all__ = [
     "with_cleanup",
     "release_builder_lock",
     "graph_states",
-    "namespace_needs_graph",
+    "namespace_graph_check",
     "retire_legacy_index",
 ]
 
@@ -105,22 +105,22 @@ def _all(query: Any, params: Any) -> PgOp[list[Any]]:
     return rows
 
 
-def namespace_needs_graph(schema: str, namespace: str, threshold: int) -> PgOp[bool]:
-    """True when ``namespace`` holds more than ``threshold`` rows and has no valid graph
-    (cheap: counts at most threshold + 1 index entries)."""
+def namespace_graph_check(schema: str, namespace: str, threshold: int) -> PgOp[tuple[int, bool]]:
+    """``namespace``'s rows, counted up to ``threshold + 1`` only (cheap), and whether it
+    has a valid graph: one statement, for a connection in autocommit mode."""
     from psycopg import sql
 
     s = sql.Identifier(schema)
     query = sql.SQL(
         "SELECT (SELECT count(*) FROM (SELECT 1 FROM {s}.entry_vectors "
-        "WHERE namespace = %s LIMIT %s) t) > %s AND NOT EXISTS ("
+        "WHERE namespace = %s LIMIT %s) t), EXISTS ("
         "SELECT 1 FROM {s}.vector_graphs g JOIN pg_catalog.pg_class c "
         "ON c.relname = g.index_name AND c.relnamespace = %s::regnamespace "
         "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
         "WHERE g.namespace = %s AND i.indisvalid)"
     ).format(s=s)
-    found = yield Atomic(_one(query, [namespace, threshold + 1, threshold, schema, namespace]))
-    return bool(found)
+    row = yield Execute(query, [namespace, threshold + 1, schema, namespace], "one")
+    return int(row[0]), bool(row[1])
 
 
 def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:

@@ -36,7 +36,7 @@ from mneme.stores.postgres.graphs import (
     build_missing,
     builder_lock,
     graph_states,
-    namespace_needs_graph,
+    namespace_graph_check,
     release_builder_lock,
     retire_legacy_index,
     with_cleanup,
@@ -932,7 +932,7 @@ class PgCore:
             return []
         due = []
         for namespace, n in counts.items():
-            if namespace in self._graphed:
+            if namespace in self._graphed or namespace in self._graph_rows:
                 continue
             seen = self._written.get(namespace)
             total = n if seen is None else seen + n
@@ -943,21 +943,13 @@ class PgCore:
         return due
 
     def _op_needs_graph(self, namespace: str) -> PgOp[bool]:
+        """Whether ``namespace`` is over the threshold without a valid graph; one with a
+        valid graph is not checked again."""
         threshold = self._hnsw.exact_search_max_rows
-        needed = yield from namespace_needs_graph(self.schema, namespace, threshold)
-        if not needed:
-            # Either small, or it has a valid graph: in the second case stop checking.
-            count = yield Atomic(
-                _one_value(
-                    "SELECT count(*) FROM (SELECT 1 FROM {}.entry_vectors WHERE namespace = %s "
-                    "LIMIT %s) t",
-                    self.schema,
-                    [namespace, threshold + 1],
-                )
-            )
-            if int(count) > threshold:
-                self._graphed.add(namespace)
-        return needed
+        rows, graphed = yield from namespace_graph_check(self.schema, namespace, threshold)
+        if graphed:
+            self._graphed.add(namespace)
+        return rows > threshold and not graphed
 
     # -- checkpoints --------------------------------------------------------------
 

@@ -233,11 +233,12 @@ _SIDE_STATEMENTS = {
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
     "ORDER BY b.d, b.id",
-    # Rows of each namespace's graph (its index's reltuples, set by the build and by
-    # VACUUM/ANALYZE), for the search's ef_search.
+    # Rows of each namespace's valid graph (its index's reltuples, set by the build and
+    # by VACUUM/ANALYZE), for the search's ef_search.
     "graph_sizes": "SELECT g.namespace, c.reltuples FROM {schema}.vector_graphs g "
     "JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
-    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s",
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s "
+    "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid AND i.indisvalid",
     # Before pgvector 0.8.0 there are no iterative scans and no hnsw.max_scan_tuples.
     # The last argument says whether the settings end with the transaction (a borrowed
     # connection) or last the session (a connection the store owns): only hnsw.*
