@@ -387,3 +387,37 @@ def test_a_large_graph_is_searched_with_a_wider_ef_search(
     first = next(part for part in sent if "set_config" in part or "'120'" in part)
     assert "'120'" in first and "'60'" not in first
     assert any("'60'" in part for part in sent if part is not first)
+
+
+def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    store = open_store(stores, postgres_dsn, fresh(), exact_search_max_rows=100, auto_index=False)
+    # Quotes, a percent sign and a backslash: written into the statement as literals.
+    names = ["big", "it's 100% o'clock \\ x", "it's 100"]
+    data = {name: vectors(20_000 if name == "big" else 30, 20 + i) for i, name in enumerate(names)}
+    for name, vs in data.items():
+        store.insert_many([entry(f"{name}-{i}", v, name) for i, v in enumerate(vs)])
+    assert store.build_vector_indexes() == ["big"]
+    for _ in range(3):
+        for name, vs in data.items():
+            for i in (1, 17):
+                found = store.search(name, vs[i], k=2, now=T0)
+                assert found[0][0].query_hash == f"{name}-{i}"
+                assert {e.namespace for e, _ in found} == {name}
+    with store._source.borrow() as conn:
+        plans = conn.execute(
+            "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE statement LIKE '%entry_vectors%'"
+        ).fetchall()
+        assert len(plans) == len(names)  # one statement per namespace
+        assert all(custom == 0 and generic == 6 for _, _, generic, custom in plans)
+        # The generic plan of the large namespace walks its own graph.
+        big = next(name for name, text, _, _ in plans if "'big'" in text)
+        vector = "[" + ",".join(str(float(x)) for x in data["big"][1]) + "]"
+        explained = conn.execute(
+            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {})").format(
+                sql.Identifier(big), sql.Literal(vector), sql.Literal(T0)
+            )
+        ).fetchall()
+    assert graph_name("big") in "\n".join(row[0] for row in explained)

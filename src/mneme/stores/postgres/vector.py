@@ -62,6 +62,10 @@ META_DIM = "vector_dim"
 META_INDEX = "vector_index"
 
 
+# Search statements kept with their namespace written in, at most.
+_NAMESPACE_STATEMENTS = 4096
+# The search parameters written into a prepared search statement.
+_WRITTEN_IN = frozenset({"ns", "k", "scan"})
 # ef_search is the setting for a graph of this many rows (HnswOptions.ef_for).
 EF_SEARCH_ROWS = 100_000
 _EF_SCALE_MIN = 0.4
@@ -243,6 +247,9 @@ _SIDE_STATEMENTS = {
     # The last argument says whether the settings end with the transaction (a borrowed
     # connection) or last the session (a connection the store owns): only hnsw.*
     # settings, which nothing but vector index scans reads.
+    # On connections the store owns, whose statements are all its own: prepared search
+    # statements name their namespace, so a generic plan is the right plan.
+    "generic_plans": "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)",
     "settings": "SELECT set_config('hnsw.ef_search', %s, %s)",
     "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, %s), "
     "set_config('hnsw.iterative_scan', 'relaxed_order', %s), "
@@ -283,6 +290,30 @@ class VectorStatements:
         self.sql = {name: compose(text, schema, **extra) for name, text in _SIDE_STATEMENTS.items()}
         self.table = compose(sql_file("entry_vectors.sql"), schema, dim=sql.Literal(dim))
         self._rendered: dict[tuple[str, str], bytes] = {}
+        self._by_namespace: dict[tuple[str, str, int, int, str], bytes] = {}
+
+    def for_namespace(self, name: str, params: dict[str, Any], conn: Any) -> bytes:
+        """Statement ``name`` with its namespace and its limits (``k``, ``scan``) written
+        in as literals, as bytes (kept for the most recent namespaces): everything a
+        plan depends on, so that one generic plan per namespace is the right plan."""
+        from psycopg import sql
+
+        namespace, k, scan = params["ns"], int(params["k"]), int(params["scan"])
+        key = (name, namespace, k, scan, conn.info.encoding)
+        query = self._by_namespace.get(key)
+        if query is None:
+            # A % in the literal would read as a placeholder: doubled, it stays a %.
+            literal = sql.Literal(namespace).as_bytes(conn).replace(b"%", b"%%")
+            query = (
+                self.rendered(name, conn)
+                .replace(b"%(ns)s", literal)
+                .replace(b"%(k)s", str(k).encode())
+                .replace(b"%(scan)s", str(scan).encode())
+            )
+            if len(self._by_namespace) >= _NAMESPACE_STATEMENTS:
+                self._by_namespace.clear()
+            self._by_namespace[key] = query
+        return query
 
     def rendered(self, name: str, conn: Any) -> bytes:
         """Statement ``name`` as bytes in ``conn``'s encoding, kept: the Layer-2 reads
@@ -346,7 +377,7 @@ def run_search(
 
     ``tuned`` is given for a connection the store owns: the hnsw settings are set for
     the session (pipelined with the search) the first time and whenever they change
-    (another graph's ef_search), else a search is a single statement. A borrowed
+    (another graph's ef_search), else a search is a single prepared statement. A borrowed
     connection gets them per transaction (SET LOCAL semantics via set_config),
     pipelined: transaction, settings, search, end; inside a caller's transaction a
     savepoint rolled back afterwards undoes them.
@@ -356,15 +387,28 @@ def run_search(
 
     conn = yield GetConnection()
     settings_sql = stmts.rendered("settings_iterative" if iterative else "settings", conn)
-    search = Execute(stmts.rendered(statement, conn), params, "all", binary=True, prepare=False)
     if tuned is not None and conn.autocommit:
+        # The namespace is written into the statement, which is prepared with a generic
+        # plan: one plan per namespace (its own graph, or its exact scan), planned once
+        # per connection instead of at every search.
+        query = stmts.for_namespace(statement, params, conn)
+        values = {key: value for key, value in params.items() if key not in _WRITTEN_IN}
+        search = Execute(query, values, "all", binary=True, prepare=True)
         if tuned.get(conn) == tuple(settings):
             rows: list[Any] = yield search
             return rows
         session = _with_scope(settings, iterative, local=False)
-        rows = yield Pipelined([Execute(settings_sql, session, prepare=False), search], 1)
+        rows = yield Pipelined(
+            [
+                Execute(settings_sql, session, prepare=False),
+                Execute(stmts.rendered("generic_plans", conn), prepare=False),
+                search,
+            ],
+            2,
+        )
         tuned[conn] = tuple(settings)
         return rows
+    search = Execute(stmts.rendered(statement, conn), params, "all", binary=True, prepare=False)
     nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
     begin = "SAVEPOINT mneme_search" if nested else ("BEGIN" if conn.autocommit else None)
     end = ["ROLLBACK TO SAVEPOINT mneme_search", "RELEASE SAVEPOINT mneme_search"]
