@@ -7,9 +7,11 @@ import pytest
 from mneme.stores.postgres.vector import EF_SEARCH_ROWS, HnswOptions
 
 
-def test_ef_search_is_the_setting_of_a_graph_of_the_reference_size() -> None:
-    assert HnswOptions(ef_search=100).ef_for(EF_SEARCH_ROWS) == 100
-    assert HnswOptions(ef_search=100).ef_for(0) == 100  # size not known: as given
+def test_ef_search_is_the_setting_of_graphs_of_the_reference_sizes() -> None:
+    options = HnswOptions(ef_search=100)
+    sizes = (EF_SEARCH_ROWS // 2, 0.75 * EF_SEARCH_ROWS, EF_SEARCH_ROWS)
+    assert [options.ef_for(rows) for rows in sizes] == [100, 100, 100]
+    assert options.ef_for(0) == 100  # size not known: as given
 
 
 def test_a_larger_graph_searches_wider_by_the_root_of_its_size() -> None:
@@ -21,7 +23,7 @@ def test_a_larger_graph_searches_wider_by_the_root_of_its_size() -> None:
 
 def test_a_smaller_graph_searches_narrower_down_to_two_fifths() -> None:
     options = HnswOptions(ef_search=100)
-    assert options.ef_for(EF_SEARCH_ROWS / 4) == 50
+    assert options.ef_for(EF_SEARCH_ROWS / 8) == 50
     assert options.ef_for(1_500) == 40
     assert HnswOptions(ef_search=1).ef_for(1_500) == 1
 
