@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from mneme import SemanticCache
+from mneme import Progress, SemanticCache
 from mneme.stores.postgres import PostgresStore
 from mneme.testing import HashingEmbedder
 from mneme.tools.migrate import copy_cache, main
@@ -60,14 +60,9 @@ def test_one_command_moves_a_1_0_cache_file_to_pgvector(
 def test_copy_cache_streams_a_1_0_checkpoint_into_pgvector(
     postgres_dsn: str, pg_schema: str
 ) -> None:
-    seen: list[tuple[int, int]] = []
+    seen: list[Progress] = []
     target = PostgresStore(postgres_dsn, schema=pg_schema, use_pgvector=True)
-    n = copy_cache(
-        V1 / "checkpoint.tar.gz",
-        target,
-        batch_size=2,
-        progress=lambda done, total: seen.append((done, total)),
-    )
+    n = copy_cache(V1 / "checkpoint.tar.gz", target, batch_size=2, progress=seen.append)
     assert n == len(EXPECTED["entries"])
-    assert seen == [(2, n), (4, n), (6, n)]
+    assert seen == [Progress("copy", done, n) for done in (0, 2, 4, 6)]
     check_moved(postgres_dsn, pg_schema)

@@ -17,6 +17,7 @@ from mneme import (
     CheckpointError,
     EmbedderMismatchError,
     MemoryStore,
+    Progress,
     SemanticCache,
     SQLiteStore,
 )
@@ -53,15 +54,11 @@ def test_copy_a_1_0_source_into_sqlite(tmp_path: Path, name: str) -> None:
     source = tmp_path / name
     shutil.copyfile(V1 / name, source)
     before = source.read_bytes()
-    calls: list[tuple[int, int]] = []
+    calls: list[Progress] = []
     target = tmp_path / "target.db"
-
-    def progress(done: int, total: int) -> None:
-        calls.append((done, total))
-
-    n = copy_cache(source, SQLiteStore(str(target)), batch_size=4, progress=progress)
+    n = copy_cache(source, SQLiteStore(str(target)), batch_size=4, progress=calls.append)
     assert n == ALL
-    assert calls == [(4, ALL), (ALL, ALL)]
+    assert calls == [Progress("copy", done, ALL) for done in (0, 4, ALL)]
     assert source.read_bytes() == before
     with SemanticCache(str(target), EMBEDDER) as cache:
         assert served(cache) == WANTED

@@ -13,12 +13,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mneme.embedders.base import EmbedderBase, check_count, checked_texts
 from mneme.embedders.errors import EmbeddingServiceError, missing_extra
 
 __all__ = ["OpenAIEmbedder"]
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(EmbedderBase):
     """Embeds with ``POST {base_url}/embeddings``, body ``{"model", "input": [...]}``.
 
     ``dim`` is the length of the vectors the model returns (checked on every answer);
@@ -47,9 +48,8 @@ class OpenAIEmbedder:
     ) -> None:
         if not isinstance(model, str) or not model:
             raise ValueError("model must be a non-empty string")
-        for name, value in (("dim", dim), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_count("dim", dim)
+        check_count("batch_size", batch_size)
         if dimensions is not None and dimensions != dim:
             raise ValueError(f"dimensions={dimensions} asks for vectors that are not dim={dim}")
         try:
@@ -71,24 +71,9 @@ class OpenAIEmbedder:
         self._headers = sent
         self._fingerprint = fingerprint or f"mneme.embedders.OpenAIEmbedder({model},dim={dim})"
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def embed(self, text: str) -> npt.NDArray[np.float32]:
-        row: npt.NDArray[np.float32] = self.embed_many([text])[0]
-        return row
-
     def embed_many(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
         """Vectors for ``texts`` in order, ``batch_size`` texts per request."""
-        items = list(texts)
-        for n, text in enumerate(items):
-            if not isinstance(text, str):
-                raise TypeError(f"text {n} must be a str, got {type(text).__name__}")
+        items = checked_texts(texts)
         out = np.empty((len(items), self._dim), dtype=np.float32)
         for start in range(0, len(items), self._batch_size):
             chunk = items[start : start + self._batch_size]

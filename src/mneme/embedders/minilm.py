@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mneme.embedders.base import check_count, checked_texts
 from mneme.embedders.errors import EmbedderUnavailableError, missing_extra
 
 __all__ = ["MODEL_SHA256", "TOKENIZER_SHA256", "MiniLM"]
@@ -56,9 +57,9 @@ class MiniLM:
         batch_size: int = 32,
         max_tokens: int = 256,
     ) -> None:
-        _check_count("threads", threads, allow_none=True)
-        _check_count("batch_size", batch_size)
-        _check_count("max_tokens", max_tokens)
+        check_count("threads", threads, allow_none=True)
+        check_count("batch_size", batch_size)
+        check_count("max_tokens", max_tokens)
         if max_tokens > _MAX_POSITIONS:
             raise ValueError(f"max_tokens must be at most {_MAX_POSITIONS}, got {max_tokens}")
         ort, tokenizer_cls = _runtime()
@@ -117,7 +118,7 @@ class MiniLM:
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
         """One text's vector (384 float32, unit norm)."""
-        row: npt.NDArray[np.float32] = self._run([_checked_text(text, 0)])[0]
+        row: npt.NDArray[np.float32] = self._run(checked_texts([text]))[0]
         return row
 
     def embed_many(
@@ -129,7 +130,7 @@ class MiniLM:
         """Vectors for ``texts`` in order, shape (len(texts), 384). Texts are run in
         batches of ``batch_size``, shortest first so that little padding is computed;
         ``progress(done, total)`` is called after each batch."""
-        items = [_checked_text(t, n) for n, t in enumerate(texts)]
+        items = checked_texts(texts)
         out = np.empty((len(items), DIM), dtype=np.float32)
         order = sorted(range(len(items)), key=lambda i: len(items[i]))
         for start in range(0, len(order), self._batch_size):
@@ -160,19 +161,6 @@ def mean_pool_l2(
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     result: npt.NDArray[np.float32] = (pooled / np.clip(norms, 1e-12, None)).astype(np.float32)
     return result
-
-
-def _checked_text(text: object, n: int) -> str:
-    if not isinstance(text, str):
-        raise TypeError(f"text {n} must be a str, got {type(text).__name__}")
-    return text
-
-
-def _check_count(name: str, value: object, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _runtime() -> tuple[Any, Any]:

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mneme.embedders.base import EmbedderBase, check_count, checked_texts
 from mneme.embedders.errors import missing_extra
 
 __all__ = ["SentenceTransformerEmbedder"]
 
 
-class SentenceTransformerEmbedder:
+class SentenceTransformerEmbedder(EmbedderBase):
     """Wraps ``SentenceTransformer.encode``, normalised, as a mneme embedder.
 
     ``model`` is a model name or path (loaded with ``SentenceTransformer(model,
@@ -33,8 +34,7 @@ class SentenceTransformerEmbedder:
         batch_size: int = 32,
         **model_kwargs: Any,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        check_count("batch_size", batch_size)
         if isinstance(model, str):
             name = model
             try:
@@ -59,23 +59,8 @@ class SentenceTransformerEmbedder:
             f"mneme.embedders.SentenceTransformerEmbedder({name},dim={self._dim})"
         )
 
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    def embed(self, text: str) -> npt.NDArray[np.float32]:
-        row: npt.NDArray[np.float32] = self.embed_many([text])[0]
-        return row
-
     def embed_many(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
-        items = list(texts)
-        for n, text in enumerate(items):
-            if not isinstance(text, str):
-                raise TypeError(f"text {n} must be a str, got {type(text).__name__}")
+        items = checked_texts(texts)
         if not items:
             return np.empty((0, self._dim), dtype=np.float32)
         raw = self._model.encode(

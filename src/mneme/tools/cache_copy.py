@@ -16,21 +16,18 @@ import logging
 import os
 import tarfile
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 from mneme._errors import CheckpointError, CorruptCacheError
-from mneme._types import StoredEntry
+from mneme._types import Progress, ProgressFn, StoredEntry
 from mneme.cache.v1_archive import is_v1_archive, read_manifest, restore_v1_archive
 from mneme.stores.protocol import BatchStore, Store
 from mneme.stores.sqlite import SQLiteStore
 
-__all__ = ["CopyProgress", "copy_cache"]
+__all__ = ["copy_cache"]
 
 log = logging.getLogger("mneme.migrate")
-
-CopyProgress = Callable[[int, int], None]
-"""Called after each batch with (entries copied so far, entries in the source)."""
 
 
 def copy_cache(
@@ -38,7 +35,7 @@ def copy_cache(
     target: Store,
     *,
     batch_size: int = 1000,
-    progress: CopyProgress | None = None,
+    progress: ProgressFn | None = None,
 ) -> int:
     """Copy every entry of ``source`` into ``target``; returns how many were copied.
 
@@ -47,8 +44,9 @@ def copy_cache(
     it is opened with the source's embedder fingerprint and dim (so it refuses to mix
     embedders) and closed at the end. Entries stream in batches of ``batch_size``
     (one ``insert_many`` each when the target has it); an entry already in the target
-    under the same namespace and query is replaced. ``progress`` is called after each
-    batch, and each batch is logged at INFO on "mneme.migrate".
+    under the same namespace and query is replaced. ``progress`` receives
+    ``Progress("copy", entries copied, entries in the source)`` at the start and after
+    each batch, and each batch is logged at INFO on "mneme.migrate".
     """
     if batch_size < 1:
         raise ValueError("batch_size must be >= 1")
@@ -57,12 +55,14 @@ def copy_cache(
         try:
             total = reader.count()
             done = 0
+            if progress is not None:
+                progress(Progress("copy", done, total))
             for batch in _batches(reader, batch_size):
                 _insert(target, [replace(e, id=0) for e in batch])
                 done += len(batch)
                 log.info("copy: %d / %d entries", done, total)
                 if progress is not None:
-                    progress(done, total)
+                    progress(Progress("copy", done, total))
             _copy_namespace_state(reader, target)
             return done
         finally:

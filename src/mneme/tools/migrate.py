@@ -29,9 +29,9 @@ from mneme._policy import normalize_query, to_bytes, unit_vector
 from mneme._types import Progress, ProgressFn, StoredEntry
 from mneme.stores.protocol import Store
 from mneme.stores.sqlite import SQLiteStore
-from mneme.tools.cache_copy import CopyProgress, copy_cache
+from mneme.tools.cache_copy import copy_cache
 
-__all__ = ["CopyProgress", "areembed", "copy_cache", "main", "reembed"]
+__all__ = ["areembed", "copy_cache", "main", "reembed"]
 
 log = logging.getLogger("mneme.migrate")
 
@@ -167,7 +167,8 @@ class _Bar:
     def __init__(self, width: int = 30) -> None:
         self._width = width
 
-    def __call__(self, done: int, total: int) -> None:
+    def __call__(self, step: Progress) -> None:
+        done, total = step.done, step.total or 0
         filled = self._width * done // max(total, 1)
         percent = 100 * done // max(total, 1)
         bar = "#" * filled + "." * (self._width - filled)
