@@ -313,6 +313,7 @@ def explain_search(
                 "now": T0,
                 "k": 3,
                 "scan": 20,
+                "gate": True,
             }
             rows = conn.execute(query, params, prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)

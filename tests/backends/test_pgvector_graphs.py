@@ -98,7 +98,7 @@ def plan(dsn: str, store: PostgresStore, namespace: str, q: npt.NDArray[np.float
     with admin(dsn) as conn:
         register_vector(conn)
         query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-        params = {"ns": namespace, "q": q, "now": T0, "k": 3, "scan": 20}
+        params = {"ns": namespace, "q": q, "now": T0, "k": 3, "scan": 20, "gate": True}
         rows = conn.execute(query, params, prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)
 
@@ -421,3 +421,9 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
             )
         ).fetchall()
     assert graph_name("big") in "\n".join(row[0] for row in explained)
+    # Each statement sets its graph's ef_search before the walk: 100 x sqrt(20k / 50k)
+    # for the 20,000-row graph, ef_search as given where there is no graph.
+    for name, wanted in (("big", "63"), ("it's 100", "100"), ("big", "63")):
+        store.search(name, data[name][2], k=1, now=T0)
+        with store._source.borrow() as conn:
+            assert conn.execute("SHOW hnsw.ef_search").fetchone() == (wanted,)

@@ -39,6 +39,11 @@ class AsyncConnectionSource(Protocol):
     async def close(self) -> None: ...
 
 
+# Prepared statements a connection the store owns keeps (psycopg's cache; each holds a
+# plan in the server process, a few tens of kB).
+PREPARED_MAX = 512
+
+
 class AsyncOwnedConnection:
     """One ``AsyncConnection`` the store opens itself (autocommit), reopened when
     broken."""
@@ -57,6 +62,9 @@ class AsyncOwnedConnection:
             conn: AsyncConnection[Any] = await psycopg.AsyncConnection.connect(dsn, **kwargs)
         except psycopg.Error as exc:
             raise connect_error(self._dsn, exc) from exc
+        # Searches are prepared per namespace (two statements each): psycopg's default of
+        # 100 would have 50 busy namespaces evict and re-plan statements on every call.
+        conn.prepared_max = PREPARED_MAX
         return conn
 
     @contextlib.asynccontextmanager

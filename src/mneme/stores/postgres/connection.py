@@ -34,6 +34,11 @@ class ConnectionSource(Protocol):
     def close(self) -> None: ...
 
 
+# Prepared statements a connection the store owns keeps (psycopg's cache; each holds a
+# plan in the server process, a few tens of kB).
+PREPARED_MAX = 512
+
+
 class OwnedConnection:
     """One ``Connection`` the store opens itself (autocommit), reopened when
     broken."""
@@ -51,6 +56,9 @@ class OwnedConnection:
             conn: Connection[Any] = psycopg.Connection.connect(dsn, **kwargs)
         except psycopg.Error as exc:
             raise connect_error(self._dsn, exc) from exc
+        # Searches are prepared per namespace (two statements each): psycopg's default of
+        # 100 would have 50 busy namespaces evict and re-plan statements on every call.
+        conn.prepared_max = PREPARED_MAX
         return conn
 
     @contextlib.contextmanager

@@ -250,7 +250,7 @@ class PgCore:
         self._dim = 0
         # Layer-2 sessions: connections this store owns get the hnsw settings once.
         self._owned = False
-        self._tuned: weakref.WeakKeyDictionary[Any, tuple[Any, ...]] = weakref.WeakKeyDictionary()
+        self._tuned: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         # Rows per namespace graph (for its ef_search), and when they were last read.
         self._graph_rows: dict[str, float] = {}
         self._graph_rows_at = float("-inf")
@@ -770,6 +770,7 @@ class PgCore:
             # Relaxed-order index scans return matches roughly, not exactly, best first:
             # take a wider set and keep the best k of it.
             "scan": max(k, _SCAN_AT_LEAST),
+            "gate": True,
         }
         settings = [str(self._hnsw.ef_for(self._graph_rows.get(namespace, 0.0)))]
         if self._iterative:

@@ -65,7 +65,8 @@ META_INDEX = "vector_index"
 # Search statements kept with their namespace written in, at most.
 _NAMESPACE_STATEMENTS = 4096
 # The search parameters written into a prepared search statement.
-_WRITTEN_IN = frozenset({"ns", "k", "scan"})
+_WRITTEN_IN = frozenset({"ns", "k", "scan", "gate"})
+_EF_GATE = b"(SELECT set_config('hnsw.ef_search', '%d', false)) IS NOT NULL"
 # ef_search is the setting for graphs of half this many rows to this many (HnswOptions.ef_for).
 EF_SEARCH_ROWS = 100_000
 _EF_SCALE_MIN = 0.4
@@ -222,6 +223,9 @@ _SIDE_STATEMENTS = {
     # the scan takes a few more than k; MATERIALIZED and "d + 0" keep the planner from
     # trusting that order, and the sort restores it. Only the best k are joined with
     # their entries (the side row and its entry are deleted together).
+    # %(gate)s is true, or in a statement prepared for one namespace on the store's own
+    # connection a one-time filter that sets that graph's hnsw.ef_search: it runs before
+    # the walk starts, which reads the setting at its first row.
     # Both layers in one statement: the exact row (tagged 0), then the search (1). The
     # search is gated by a one-time filter: when the exact row is live it never runs,
     # so an exact hit costs no graph walk.
@@ -231,14 +235,15 @@ _SIDE_STATEMENTS = {
     "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
     "AND (expires_at IS NULL OR expires_at > %(now)s) "
     "AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL OR x.created_at + x.ttl > %(now)s) "
-    "ORDER BY {approx} LIMIT %(scan)s), "
+    "AND %(gate)s ORDER BY {approx} LIMIT %(scan)s), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT 0, x.*, NULL::float8 FROM x "
     "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b "
     "JOIN {schema}.entries en ON en.id = b.id ORDER BY b.d, b.id)",
     "search": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
     "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) ORDER BY {approx} LIMIT %(scan)s), "
+    "AND (expires_at IS NULL OR expires_at > %(now)s) AND %(gate)s "
+    "ORDER BY {approx} LIMIT %(scan)s), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
     "ORDER BY b.d, b.id",
@@ -295,16 +300,16 @@ class VectorStatements:
         self.sql = {name: compose(text, schema, **extra) for name, text in _SIDE_STATEMENTS.items()}
         self.table = compose(sql_file("entry_vectors.sql"), schema, dim=sql.Literal(dim))
         self._rendered: dict[tuple[str, str], bytes] = {}
-        self._by_namespace: dict[tuple[str, str, int, int, str], bytes] = {}
+        self._by_namespace: dict[tuple[str, str, int, int, int, str], bytes] = {}
 
-    def for_namespace(self, name: str, params: dict[str, Any], conn: Any) -> bytes:
+    def for_namespace(self, name: str, params: dict[str, Any], ef: int, conn: Any) -> bytes:
         """Statement ``name`` with its namespace and its limits (``k``, ``scan``) written
         in as literals, as bytes (kept for the most recent namespaces): everything a
         plan depends on, so that one generic plan per namespace is the right plan."""
         from psycopg import sql
 
         namespace, k, scan = params["ns"], int(params["k"]), int(params["scan"])
-        key = (name, namespace, k, scan, conn.info.encoding)
+        key = (name, namespace, k, scan, ef, conn.info.encoding)
         query = self._by_namespace.get(key)
         if query is None:
             # A % in the literal would read as a placeholder: doubled, it stays a %.
@@ -314,6 +319,7 @@ class VectorStatements:
                 .replace(b"%(ns)s", literal)
                 .replace(b"%(k)s", str(k).encode())
                 .replace(b"%(scan)s", str(scan).encode())
+                .replace(b"%(gate)s", _EF_GATE % int(ef))
             )
             if len(self._by_namespace) >= _NAMESPACE_STATEMENTS:
                 self._by_namespace.clear()
@@ -375,14 +381,14 @@ def run_search(
     settings: Sequence[Any],
     iterative: bool,
     params: dict[str, Any],
-    tuned: MutableMapping[Any, tuple[Any, ...]] | None,
+    tuned: MutableMapping[Any, bool] | None,
     statement: str = "search",
 ) -> PgOp[list[Any]]:
     """The search in one round trip.
 
     ``tuned`` is given for a connection the store owns: the hnsw settings are set for
-    the session (pipelined with the search) the first time and whenever they change
-    (another graph's ef_search), else a search is a single prepared statement. A borrowed
+    the session (pipelined with the search) the first time; then a search is a single
+    prepared statement, which sets its graph's ef_search itself. A borrowed
     connection gets them per transaction (SET LOCAL semantics via set_config),
     pipelined: transaction, settings, search, end; inside a caller's transaction a
     savepoint rolled back afterwards undoes them.
@@ -396,22 +402,18 @@ def run_search(
         # The namespace is written into the statement, which is prepared with a generic
         # plan: one plan per namespace (its own graph, or its exact scan), planned once
         # per connection instead of at every search.
-        query = stmts.for_namespace(statement, params, conn)
+        query = stmts.for_namespace(statement, params, int(settings[0]), conn)
         values = {key: value for key, value in params.items() if key not in _WRITTEN_IN}
         search = Execute(query, values, "all", binary=True, prepare=True)
-        if tuned.get(conn) == tuple(settings):
+        if conn in tuned:
             rows: list[Any] = yield search
             return rows
-        session = _with_scope(settings, iterative, local=False)
-        rows = yield Pipelined(
-            [
-                Execute(settings_sql, session, prepare=False),
-                Execute(stmts.rendered("generic_plans", conn), prepare=False),
-                search,
-            ],
-            2,
-        )
-        tuned[conn] = tuple(settings)
+        session = [  # the session's settings, once
+            Execute(settings_sql, _with_scope(settings, iterative, local=False), prepare=False),
+            Execute(stmts.rendered("generic_plans", conn), prepare=False),
+        ]
+        rows = yield Pipelined([*session, search], len(session))
+        tuned[conn] = True
         return rows
     search = Execute(stmts.rendered(statement, conn), params, "all", binary=True, prepare=False)
     nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
