@@ -749,7 +749,7 @@ class PgCore:
 
     def _search_params(
         self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
-    ) -> tuple[VectorStatements, dict[str, Any], list[str]] | None:
+    ) -> tuple[VectorStatements, dict[str, Any]] | None:
         """Checks and parameters of a search; None when there is nothing to search for."""
         vec = self._vec
         if not self._search or vec is None:
@@ -772,10 +772,14 @@ class PgCore:
             "scan": max(k, _SCAN_AT_LEAST),
             "gate": True,
         }
+        return vec, params
+
+    def _search_settings(self, namespace: str) -> list[str]:
+        """ef_search for the namespace's graph [, max_scan_tuples], as set_config takes them."""
         settings = [str(self._hnsw.ef_for(self._graph_rows.get(namespace, 0.0)))]
         if self._iterative:
             settings.append(str(self._hnsw.max_scan_tuples))
-        return vec, params, settings
+        return settings
 
     def _op_search(
         self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
@@ -784,10 +788,9 @@ class PgCore:
         prepared = self._search_params(namespace, vector, k, now)
         if prepared is None:
             return []
-        if (yield from self._op_graph_sizes()):
-            prepared = self._search_params(namespace, vector, k, now)
-            assert prepared is not None
-        vec, params, settings = prepared
+        yield from self._op_graph_sizes()
+        vec, params = prepared
+        settings = self._search_settings(namespace)
         tuned = self._tuned if self._owned else None
         rows = yield from run_search(vec, settings, self._iterative, params, tuned)
         found = []
@@ -797,15 +800,13 @@ class PgCore:
                 found.append((entry, min(1.0, max(-1.0, float(row[11])))))
         return found
 
-    def _op_graph_sizes(self) -> PgOp[bool]:
-        """Read the graphs' sizes once a minute (they set ef_search per namespace);
-        True when they were read."""
+    def _op_graph_sizes(self) -> PgOp[None]:
+        """Read the graphs' sizes once a minute (they set ef_search per namespace)."""
         if time.monotonic() - self._graph_rows_at < _GRAPH_SIZES_EVERY_S or self._vec is None:
-            return False
+            return
         self._graph_rows_at = time.monotonic()
         rows = yield Atomic(_fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
         self._graph_rows = {str(ns): float(n) for ns, n in rows}
-        return True
 
     def _require_vectors(self) -> VectorStatements:
         if self._vec is None:
@@ -833,10 +834,9 @@ class PgCore:
         if prepared is None:
             entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash], flush=False)
             return entry, []
-        if (yield from self._op_graph_sizes()):
-            prepared = self._search_params(namespace, vector, k, now)
-            assert prepared is not None
-        vec, params, settings = prepared
+        yield from self._op_graph_sizes()
+        vec, params = prepared
+        settings = self._search_settings(namespace)
         params["h"] = query_hash
         tuned = self._tuned if self._owned else None
         rows = yield from run_search(vec, settings, self._iterative, params, tuned, "lookup")
