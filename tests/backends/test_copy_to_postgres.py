@@ -3,29 +3,26 @@ on the real server with pgvector, through the command line and the library call.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from mneme import Progress, SemanticCache
 from mneme.stores.postgres import PostgresStore
-from mneme.testing import HashingEmbedder
 from mneme.tools.migrate import copy_cache, main
+from v1_fixtures import EMBEDDER, EXPECTED, V1, a_minute_after_writing
 
 pytestmark = pytest.mark.backend("pgvector")
 
-V1 = Path(__file__).resolve().parents[1] / "fixtures" / "v1"
-EXPECTED: dict[str, Any] = json.loads((V1 / "expected.json").read_text(encoding="utf-8"))
-EMBEDDER = HashingEmbedder(dim=EXPECTED["embedder_dim"])
 LIVE = [e for e in EXPECTED["entries"] if e["ttl"] != 1]  # one expired long ago
 
 
 def check_moved(dsn: str, schema: str) -> None:
     store = PostgresStore(dsn, schema=schema, use_pgvector=True)
-    with SemanticCache(store=store, embedder=EMBEDDER, similarity_threshold=0.75) as cache:
+    with SemanticCache(
+        store=store, embedder=EMBEDDER, similarity_threshold=0.75, clock=a_minute_after_writing
+    ) as cache:
         assert cache.health().index_backend == "pgvector"  # Layer 2 runs in Postgres
         for e in LIVE:
             hit = cache.get(e["query"], namespace=e["namespace"])

@@ -6,7 +6,6 @@ The move to PostgreSQL with pgvector is in tests/backends/test_copy_to_postgres.
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,10 @@ from mneme import (
     SemanticCache,
     SQLiteStore,
 )
-from mneme.testing import HashingEmbedder
 from mneme.tools.migrate import copy_cache, main
+from v1_fixtures import EMBEDDER, EXPECTED, V1
 from v1_store import BATCH_METHODS, LegacyDictStore
 
-V1 = Path(__file__).resolve().parents[1] / "fixtures" / "v1"
-EXPECTED: dict[str, Any] = json.loads((V1 / "expected.json").read_text(encoding="utf-8"))
-EMBEDDER = HashingEmbedder(dim=EXPECTED["embedder_dim"])
 ALL = len(EXPECTED["entries"])
 
 

@@ -30,10 +30,8 @@ from mneme import (
     to_async_embedder,
 )
 from mneme.testing import HashingEmbedder
+from v1_fixtures import EMBEDDER, EXPECTED, V1, a_minute_after_writing
 
-V1 = Path(__file__).resolve().parents[1] / "fixtures" / "v1"
-EXPECTED: dict[str, Any] = json.loads((V1 / "expected.json").read_text(encoding="utf-8"))
-EMBEDDER = HashingEmbedder(dim=EXPECTED["embedder_dim"])
 THRESHOLD = 0.75  # a paraphrase scores 0.79 at this small dim, an unrelated question 0.42
 
 
@@ -94,7 +92,9 @@ def test_a_1_0_cache_file_opens_in_place_migrated_forward(tmp_path: Path) -> Non
     with sqlite3.connect(path) as conn:
         ids = [r[0] for r in conn.execute("SELECT id FROM entries ORDER BY id")]
     conn.close()
-    with SemanticCache(str(path), EMBEDDER, similarity_threshold=THRESHOLD) as cache:
+    with SemanticCache(
+        str(path), EMBEDDER, similarity_threshold=THRESHOLD, clock=a_minute_after_writing
+    ) as cache:
         check_holds_the_1_0_data(cache)
         cache.put("A new question after the move?", "yes")
     with sqlite3.connect(path) as conn:
@@ -157,7 +157,11 @@ def test_loads_reads_a_1_0_checkpoint_whatever_its_name(tmp_path: Path, name: st
     before = source.read_bytes()
     dest = tmp_path / "restored.db"
     with SemanticCache.loads(
-        str(source), str(dest), EMBEDDER, similarity_threshold=THRESHOLD
+        str(source),
+        str(dest),
+        EMBEDDER,
+        similarity_threshold=THRESHOLD,
+        clock=a_minute_after_writing,
     ) as cache:
         check_holds_the_1_0_data(cache)
     assert source.read_bytes() == before
