@@ -24,7 +24,7 @@ from mneme import MemoryStore, SQLiteStore
 from mneme.stores.protocol import BatchStore
 from mneme.testing import HashingEmbedder
 
-pytest_plugins = ["pg_fixtures", "kv_fixtures", "pg_replication"]
+pytest_plugins = ["pg_fixtures", "kv_fixtures", "pg_replication", "pgvector_helpers"]
 
 StoreFactory = Callable[[], BatchStore]
 """Every store of this package has the batch methods; the contract tests them too."""

@@ -408,7 +408,7 @@ def test_dimensions_end_to_end(
         ).fetchone()
     assert indexdef is not None
     assert ("halfvec" in indexdef[0]) == (dim > 2000)
-    assert "WHERE (namespace = 'default'::text)" in indexdef[0]
+    assert "WHERE ((namespace = 'default'::text) AND (NOT fresh))" in indexdef[0]
 
 
 def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: str) -> None:

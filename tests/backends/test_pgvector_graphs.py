@@ -8,9 +8,6 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,73 +15,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mneme import Progress, StoredEntry
+from mneme import Progress
 from mneme.stores.postgres import PostgresStore
 from mneme.stores.postgres.operations import LOAD_QUIET_S
 from mneme.stores.postgres.vector import LEGACY_INDEX_NAME, graph_name
+from pgvector_helpers import DIM, T0, admin, entry, fp, fresh, open_store, unit, vectors
 
 pytestmark = pytest.mark.backend("postgres")
-
-T0 = 1_700_000_000
-DIM = 32
-
-
-def fp(dim: int) -> str:
-    return f"graphs-test-{dim}"
-
-
-def unit(v: npt.ArrayLike) -> npt.NDArray[np.float32]:
-    a = np.asarray(v, dtype=np.float64)
-    return (a / np.linalg.norm(a)).astype(np.float32)
-
-
-def entry(key: str, v: npt.ArrayLike, namespace: str = "default") -> StoredEntry:
-    return StoredEntry(
-        id=0,
-        namespace=namespace,
-        query_hash=key,
-        query=f"question {key}",
-        response=f"answer {key}",
-        embedding=np.asarray(v, dtype="<f4").tobytes(),
-        metadata=None,
-        created_at=T0,
-        last_accessed_at=T0,
-        ttl=None,
-        access_count=0,
-    )
-
-
-def vectors(n: int, seed: int) -> npt.NDArray[np.float32]:
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((max(1, n // 50), DIM))
-    raw = centres[rng.integers(0, len(centres), n)] + 0.5 * rng.standard_normal((n, DIM))
-    out: npt.NDArray[np.float32] = (raw / np.linalg.norm(raw, axis=1, keepdims=True)).astype(
-        np.float32
-    )
-    return out
-
-
-@pytest.fixture
-def stores() -> Iterator[list[PostgresStore]]:
-    opened: list[PostgresStore] = []
-    yield opened
-    for store in opened:
-        store.close()
-
-
-def open_store(stores: list[PostgresStore], dsn: str, schema: str, **options: Any) -> PostgresStore:
-    store = PostgresStore(dsn, schema=schema, use_pgvector=True, **options)
-    store.open(fp(DIM), DIM)
-    stores.append(store)
-    return store
-
-
-def fresh() -> str:
-    return f"mneme_g_{uuid.uuid4().hex[:16]}"
-
-
-def admin(dsn: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(dsn, autocommit=True)
 
 
 def states(store: PostgresStore) -> dict[str, str]:

@@ -40,7 +40,9 @@ __all__ = [
     "builder_lock",
     "with_cleanup",
     "release_builder_lock",
+    "fresh_lock_key",
     "graph_states",
+    "move_fresh",
     "namespace_graph_check",
     "retire_legacy_index",
 ]
@@ -76,6 +78,27 @@ class VectorGraph:
 def _lock_key(schema: str, namespace: str) -> int:
     digest = hashlib.blake2b(f"mneme:{schema}:graph:{namespace}".encode(), digest_size=8)
     return int.from_bytes(digest.digest(), "big", signed=True)
+
+
+def fresh_lock_key(schema: str) -> int:
+    """The advisory lock of a schema's fresh-row pass: one pass at a time per schema, so
+    graph insertions in the background take one server process, whatever the fleet."""
+    return _lock_key(schema, "\x00fresh")
+
+
+def move_fresh(vec: VectorStatements, schema: str, batch: int) -> PgOp[int | None]:
+    """Move up to ``batch`` fresh rows into their graphs, in one transaction: how many
+    moved, or None when another process's pass holds the schema's lock."""
+
+    def move() -> PgOp[int | None]:
+        row = yield Execute("SELECT pg_try_advisory_xact_lock(%s)", [fresh_lock_key(schema)], "one")
+        if not row[0]:
+            return None
+        moved: int = yield Execute(vec.sql["flush_fresh"], [batch], "rowcount")
+        return moved
+
+    result: int | None = yield Atomic(move())
+    return result
 
 
 def builder_lock(schema: str, *, wait: bool) -> PgOp[bool]:

@@ -36,6 +36,7 @@ from mneme.stores.postgres.graphs import (
     build_missing,
     builder_lock,
     graph_states,
+    move_fresh,
     namespace_graph_check,
     release_builder_lock,
     retire_legacy_index,
@@ -101,6 +102,12 @@ _GRAPH_SIZES_EVERY_S = 60.0
 _SCAN_AT_LEAST = 20
 # A namespace's size is checked for a graph every this many rows written to it.
 _CHECK_EVERY = 500
+# A single write into a namespace with a graph leaves its row fresh (out of the graph,
+# searched exactly); a background pass moves fresh rows in, this many per transaction.
+_FRESH_BATCH = 32
+# Rows this process has left fresh and the pass has not moved yet, at most: beyond, a
+# write pays its graph insertion itself, so that exact reads of fresh rows stay short.
+FRESH_BACKLOG_MAX = 1_000
 # Access times held in memory at most, when writes keep failing.
 _PENDING_MAX = 100_000
 
@@ -261,6 +268,12 @@ class PgCore:
         self._graphed: set[str] = set()
         # When the last bulk batch (a COPY) was loaded, on the monotonic clock.
         self._loaded_at = float("-inf")
+        # Fresh rows: how many this process left for the background pass, whether the
+        # pass should run (again), and the pass itself while it runs.
+        self._fresh_lock = threading.Lock()
+        self._fresh_backlog = 0
+        self._fresh_wanted = False
+        self._fresh_pass: Any = None
 
     @property
     def vector_search_enabled(self) -> bool:
@@ -478,8 +491,9 @@ class PgCore:
         stmts = VectorStatements(self.schema, self._dim, kind)
         yield from self._op_vector_type()
         self._owned = owned_connection
-        if state.flag_index is not None and not state.has_registry and want is not False:
-            # A schema of an earlier version: add the graph registry (no data moves).
+        if state.flag_index is not None and not (state.has_registry and state.has_fresh):
+            # A schema of an earlier version: add the graph registry and the fresh
+            # column (no data moves, no rewrite).
             yield Atomic(_execute(stmts.table, None))
         if want is not False:
             if not state.complete:
@@ -501,6 +515,10 @@ class PgCore:
         self._vec = stmts
         if self._search:
             yield from self._op_graph_sizes()
+            if self._auto_index and owned_connection:
+                # Rows a process left fresh when it stopped: this one moves them.
+                row = yield Atomic(_fetch_all(stmts.sql["any_fresh"], None))
+                self._fresh_wanted = bool(row[0][0])
 
     def _op_vector_type(self) -> PgOp[None]:
         info = yield Atomic(_fetch_type("vector"))
@@ -645,13 +663,14 @@ class PgCore:
         metadata = None if entry.metadata is None else Jsonb(entry.metadata, dumps=metadata_json)
         params = _values(entry, metadata)
         vec = self._vec
+        fresh = vec is not None and self._leaves_fresh(entry.namespace)
 
         def upsert() -> PgOp[tuple[tuple[int, Any], bool]]:
             if vec is None:
                 row = yield Execute(self._sql["insert"], params, "one")
             else:
                 side = side_vector(entry.embedding, vec.dim)
-                row = yield Execute(vec.sql["insert"], [*params, side], "one")
+                row = yield Execute(vec.sql["insert"], [*params, side, fresh], "one")
             if row is None:
                 raise StoreBackendError(
                     f"PostgresStore.insert: a row of version_slots is missing from schema "
@@ -660,7 +679,34 @@ class PgCore:
             # The statement bumped the counter itself.
             return (int(row[0]), row[1] if vec is None else None), False
 
-        return (yield from self._op_upsert(upsert))
+        result = yield from self._op_upsert(upsert)
+        if fresh:
+            with self._fresh_lock:
+                self._fresh_backlog += 1
+                self._fresh_wanted = True
+        return result
+
+    def _leaves_fresh(self, namespace: str) -> bool:
+        """Whether a single write into ``namespace`` leaves its row out of the graph
+        for the background pass: the namespace has (or is getting) a graph, this store
+        runs the pass (opened from a DSN, with ``auto_index``), and its backlog is short."""
+        return (
+            self._auto_index
+            and self._owned
+            and self._search
+            and (namespace in self._graph_rows or namespace in self._graphed)
+            and self._fresh_backlog < FRESH_BACKLOG_MAX
+        )
+
+    def _op_move_fresh(self) -> PgOp[int | None]:
+        """One batch of the background pass (see ``move_fresh``)."""
+        moved = yield from move_fresh(self._require_vectors(), self.schema, _FRESH_BATCH)
+        if moved is not None:
+            with self._fresh_lock:
+                # Nothing left to move: whatever was counted (rewrites that kept their
+                # place) is gone too.
+                self._fresh_backlog = max(0, self._fresh_backlog - moved) if moved else 0
+        return moved
 
     def _op_insert_many(
         self, rows: Sequence[StoredEntry]

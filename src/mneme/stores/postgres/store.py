@@ -67,6 +67,8 @@ _T = TypeVar("_T")
 _STOP_WAIT_S = 10.0
 # How often a read waiting for a replica to replay this store's last write looks again.
 _REPLAY_POLL_S = 0.005
+# How often the fresh-row pass looks again while another process's pass runs.
+_FRESH_POLL_S = 0.5
 
 
 class PostgresStore(PgCore):
@@ -344,6 +346,7 @@ class PostgresStore(PgCore):
             self._close_sources()
             raise
         self._open = True
+        self._start_fresh_pass()
 
     def close(self) -> None:
         if self._open and self._pending:
@@ -491,6 +494,7 @@ class PostgresStore(PgCore):
         if flag is not None:
             self._adopt([replace(entry, id=id_)])
         self._after_insert({entry.namespace: 1})
+        self._start_fresh_pass()
         return int(id_)
 
     def _after_insert(self, counts: Mapping[str, int]) -> None:
@@ -656,6 +660,56 @@ class PostgresStore(PgCore):
         )
         self._background[worker] = source
         worker.start()
+
+    def _start_fresh_pass(self) -> None:
+        """Start the background pass that moves fresh rows into their graphs, when some
+        are waiting and it is not running (stores opened from a DSN)."""
+        with self._fresh_lock:
+            if not self._fresh_wanted or self._fresh_pass is not None or self._dsn is None:
+                return
+            if self._closed:
+                return
+            source = OwnedConnection(self._dsn, self._options["connect_timeout"])
+            worker = threading.Thread(
+                target=self._move_fresh_in_background,
+                args=(source,),
+                name=f"mneme-fresh-{self.schema}",
+                daemon=True,
+            )
+            self._background[worker] = source
+            self._fresh_pass = worker
+        worker.start()
+
+    def _move_fresh_in_background(self, source: OwnedConnection) -> None:
+        """Move fresh rows into their graphs, a batch per transaction, on a connection of
+        its own, until none are left and no write has asked for more; while another
+        process's pass holds the schema's lock, look again now and then."""
+        import psycopg
+
+        ended = False
+        try:
+            with source.borrow() as conn:
+                while not self._closed:
+                    with self._fresh_lock:
+                        self._fresh_wanted = False
+                    moved = _drive(conn, self._op_move_fresh())
+                    if moved is None:
+                        time.sleep(_FRESH_POLL_S)
+                        continue
+                    if moved == 0:
+                        with self._fresh_lock:
+                            if not self._fresh_wanted:
+                                self._fresh_pass = None
+                                ended = True
+                                return
+        except (psycopg.Error, StoreBackendError) as exc:
+            _log.warning("schema %r: moving fresh rows into graphs failed: %s", self.schema, exc)
+        finally:
+            if not ended:
+                with self._fresh_lock:
+                    self._fresh_pass = None
+            source.close()
+            self._background.pop(threading.current_thread(), None)
 
     def _build_in_background(self, namespace: str, source: OwnedConnection) -> None:
         """Build one graph on a connection of its own, so the store's own connection

@@ -61,6 +61,7 @@ class VectorSchemaState:
     layout: str | None
     legacy_index_valid: bool | None
     has_registry: bool
+    has_fresh: bool
     server_version: str
 
     @property
@@ -85,9 +86,13 @@ def read_state(schema: str) -> PgOp[VectorSchemaState]:
             "(SELECT value FROM {schema}.schema_meta WHERE key = %s), "
             "current_setting('server_version'), "
             "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'vector_graphs')"
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'vector_graphs'), "
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c "
+            "ON c.oid = a.attrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'entry_vectors' AND a.attname = 'fresh' "
+            "AND NOT a.attisdropped)"
         ).format(schema=sql.Identifier(schema)),
-        [META_INDEX, META_DIM, META_LAYOUT, schema],
+        [META_INDEX, META_DIM, META_LAYOUT, schema, schema],
         "one",
     )
     assert row is not None
@@ -101,6 +106,7 @@ def read_state(schema: str) -> PgOp[VectorSchemaState]:
         legacy_index_valid=valid,
         server_version=str(row[5]),
         has_registry=bool(row[6]),
+        has_fresh=bool(row[7]),
     )
 
 

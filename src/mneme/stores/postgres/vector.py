@@ -180,9 +180,11 @@ def side_vectors(embeddings: Sequence[bytes], dim: int) -> list[npt.NDArray[np.f
 
 
 _SIDE_STATEMENTS = {
+    # The last parameter says whether the row is fresh: kept out of the namespace's
+    # graph until the background pass moves it in (see "flush_fresh").
     "insert": "WITH {bump}, e AS ({entry_insert} RETURNING id, namespace, created_at, ttl) "
-    "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
-    "SELECT id, namespace, created_at + ttl, %b::vector FROM e {side_upsert} RETURNING id",
+    "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding, fresh) "
+    "SELECT id, namespace, created_at + ttl, %b::vector, %s FROM e {side_upsert} RETURNING id",
     "insert_many": "WITH {bump}, {batch_rows}, "
     "e AS ({batch_insert} RETURNING namespace, query_hash, id, created_at, ttl), "
     "v AS (INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
@@ -226,27 +228,33 @@ _SIDE_STATEMENTS = {
     # %(gate)s is true, or in a statement prepared for one namespace on the store's own
     # connection a one-time filter that sets that graph's hnsw.ef_search: it runs before
     # the walk starts, which reads the setting at its first row.
+    # Fresh rows are not in the graph yet: read exactly, beside the walk ("+ 0" keeps
+    # the planner from answering that part with an index that still holds them, the
+    # all-namespace index of earlier versions).
     # Both layers in one statement: the exact row (tagged 0), then the search (1). The
     # search is gated by a one-time filter: when the exact row is live it never runs,
     # so an exact hit costs no graph walk.
     "lookup": "WITH x AS MATERIALIZED (SELECT {entry_columns} FROM {schema}.entries en "
     "WHERE en.namespace = %(ns)s AND en.query_hash = %(h)s), "
-    "u AS MATERIALIZED (SELECT id, {approx} AS d "
-    "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) "
-    "AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL OR x.created_at + x.ttl > %(now)s) "
-    "AND %(gate)s ORDER BY {approx} LIMIT %(scan)s), "
+    "u AS MATERIALIZED (({walk} AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL "
+    "OR x.created_at + x.ttl > %(now)s) AND %(gate)s ORDER BY {approx} LIMIT %(scan)s) "
+    "UNION ALL ({fresh} AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL "
+    "OR x.created_at + x.ttl > %(now)s) ORDER BY ({approx}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT 0, x.*, NULL::float8 FROM x "
     "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b "
     "JOIN {schema}.entries en ON en.id = b.id ORDER BY b.d, b.id)",
-    "search": "WITH u AS MATERIALIZED (SELECT id, {approx} AS d "
-    "FROM {schema}.entry_vectors WHERE namespace = %(ns)s AND embedding IS NOT NULL "
-    "AND (expires_at IS NULL OR expires_at > %(now)s) AND %(gate)s "
-    "ORDER BY {approx} LIMIT %(scan)s), "
+    "search": "WITH u AS MATERIALIZED (({walk} AND %(gate)s ORDER BY {approx} LIMIT %(scan)s) "
+    "UNION ALL ({fresh} ORDER BY ({approx}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
     "ORDER BY b.d, b.id",
+    # The background pass: a batch of fresh rows moved into their graphs (a row that
+    # changes a graph's predicate is a graph insertion). Rows another pass or a writer
+    # holds are skipped; they are moved next time.
+    "flush_fresh": "UPDATE {schema}.entry_vectors SET fresh = false WHERE id IN ("
+    "SELECT id FROM {schema}.entry_vectors WHERE fresh LIMIT %s FOR UPDATE SKIP LOCKED)",
+    "any_fresh": "SELECT EXISTS (SELECT 1 FROM {schema}.entry_vectors WHERE fresh)",
     # Rows of each namespace's valid graph (its index's reltuples, set by the build and
     # by VACUUM/ANALYZE), for the search's ef_search.
     "graph_sizes": "SELECT g.namespace, c.reltuples FROM {schema}.vector_graphs g "
@@ -287,10 +295,24 @@ class VectorStatements:
         extra: dict[str, Composable] = {
             "batch_extra_type": sql.SQL(", %b::vector[]"),
             "batch_extra_col": sql.SQL(", vec"),
+            # A row whose vector does not change keeps its place (in the graph or
+            # fresh): the update then touches no index and can stay HOT.
             "side_upsert": sql.SQL(
                 "ON CONFLICT (id) DO UPDATE SET namespace = EXCLUDED.namespace, "
-                "expires_at = EXCLUDED.expires_at, embedding = EXCLUDED.embedding"
-            ),
+                "expires_at = EXCLUDED.expires_at, embedding = EXCLUDED.embedding, "
+                "fresh = CASE WHEN {t}.embedding IS NOT DISTINCT FROM EXCLUDED.embedding "
+                "AND {t}.namespace = EXCLUDED.namespace THEN {t}.fresh ELSE EXCLUDED.fresh END"
+            ).format(t=sql.Identifier("entry_vectors")),
+            "walk": sql.SQL(
+                "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
+                "WHERE namespace = %(ns)s AND NOT fresh AND embedding IS NOT NULL "
+                "AND (expires_at IS NULL OR expires_at > %(now)s)"
+            ).format(approx=approx, schema=self._ident),
+            "fresh": sql.SQL(
+                "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
+                "WHERE namespace = %(ns)s AND fresh AND embedding IS NOT NULL "
+                "AND (expires_at IS NULL OR expires_at > %(now)s)"
+            ).format(approx=approx, schema=self._ident),
             "approx": approx,
             "entry_columns": sql.SQL(", ").join(
                 sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")

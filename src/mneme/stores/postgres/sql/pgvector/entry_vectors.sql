@@ -12,13 +12,23 @@ CREATE TABLE IF NOT EXISTS {schema}.entry_vectors (
     -- created_at + ttl; NULL when the entry never expires.
     expires_at BIGINT,
     -- NULL for a zero (or otherwise unusable) embedding: never indexed, never returned.
-    embedding  vector({dim})
+    embedding  vector({dim}),
+    -- Written into a namespace that has a graph, and not yet in that graph: searched
+    -- exactly beside the graph until a background pass moves it in.
+    fresh      BOOLEAN NOT NULL DEFAULT false
 ) WITH (fillfactor = 90);
+
+-- Side tables of earlier versions get the column at open (no rewrite: a constant default).
+ALTER TABLE {schema}.entry_vectors ADD COLUMN IF NOT EXISTS fresh BOOLEAN NOT NULL DEFAULT false;
 
 ALTER TABLE {schema}.entry_vectors ALTER COLUMN embedding SET STORAGE MAIN;
 
 -- Namespace size for routing, and the exact scan of small namespaces.
 CREATE INDEX IF NOT EXISTS idx_entry_vectors_ns ON {schema}.entry_vectors (namespace);
+
+-- The rows a search reads beside a namespace's graph, and the background pass's queue.
+CREATE INDEX IF NOT EXISTS idx_entry_vectors_fresh ON {schema}.entry_vectors (namespace)
+WHERE fresh;
 
 -- Namespaces that have (or are getting) an HNSW graph of their own. A row is written
 -- before its concurrent build starts, so a build that died half way is found and

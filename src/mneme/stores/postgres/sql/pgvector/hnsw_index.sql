@@ -6,8 +6,9 @@
 --
 -- A search binds the namespace and runs with a custom plan, so the planner matches
 -- this predicate and walks this graph alone: no other tenant's rows take candidate
--- slots, whatever their number.
+-- slots, whatever their number. Fresh rows (written after the graph, not yet moved in)
+-- stay out of it, so a single write never waits for a graph insertion.
 
 CREATE INDEX {concurrently} IF NOT EXISTS {name} ON {schema}.entry_vectors
 USING hnsw ({indexed}) WITH (m = {m}, ef_construction = {ef_construction})
-WHERE namespace = {namespace}
+WHERE namespace = {namespace} AND NOT fresh
