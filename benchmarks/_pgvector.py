@@ -152,6 +152,27 @@ def build_graphs(store: Any, label: str, wait_s: float = 3_600.0) -> dict[str, A
     return out
 
 
+def fresh_drain(spec: dict[str, Any], wait_s: float = 900.0) -> dict[str, Any]:
+    """Rows that single puts left fresh (searched exactly, not yet in their graphs) when
+    the puts ended, and the seconds the store's background pass took to move them in.
+    Call while the store that wrote them is still open: its pass does the moving."""
+    import psycopg
+    from psycopg import sql
+
+    query = sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE fresh").format(
+        sql.Identifier(spec["schema"])
+    )
+    started = time.perf_counter()
+    with psycopg.connect(spec["dsn"], autocommit=True) as conn:
+        first = left = int(conn.execute(query).fetchone()[0])  # type: ignore[index]
+        while left and time.perf_counter() - started < wait_s:
+            time.sleep(0.1)
+            left = int(conn.execute(query).fetchone()[0])  # type: ignore[index]
+    seconds = round(time.perf_counter() - started, 2)
+    log(f"  pgvector: {first:,} fresh rows after the puts, {left:,} left after {seconds} s")
+    return {"fresh_after_puts": first, "left": left, "seconds_to_move": seconds}
+
+
 def index_status(store: Any) -> dict[str, Any]:
     """Counts of ``vector_index_status()``: namespaces per state, rows per state."""
     if not hasattr(store, "vector_index_status"):

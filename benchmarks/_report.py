@@ -176,10 +176,12 @@ def _writes_table(result: dict[str, Any]) -> list[str]:
         "Single `SemanticCache.put` of a new entry into the loaded store, every index live, "
         "p50 / p99 ms: *by size* spreads the puts over namespaces in proportion to their "
         "size, the class columns round-robin over that class's namespaces. *put_many*: rows/s "
-        "of the load (pgvector: into a fresh schema, graphs built afterwards).",
+        "of the load (pgvector: into a fresh schema, graphs built afterwards). *fresh*: "
+        "pgvector rows the puts left out of their graphs when they ended (searched exactly "
+        "meanwhile), and the seconds the store's background pass took to move them in.",
         "",
-        "| case | store | put_many rows/s | put by size | large | medium | small | tiny |",
-        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| case | store | put_many rows/s | put by size | large | medium | small | tiny | fresh |",
+        "|---|---|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for case in result["cases"]:
         for store, row in case["stores"].items():
@@ -188,9 +190,13 @@ def _writes_table(result: dict[str, Any]) -> list[str]:
                 continue
             cells = [_pair(puts.get(c)) for c in ("mixed", *CLASSES)]
             rate = (row.get("load") or {}).get("rows_per_s")
+            fresh = row.get("fresh")
+            moved = (
+                f"{fresh['fresh_after_puts']:,} in {fresh['seconds_to_move']} s" if fresh else "-"
+            )
             lines.append(
                 f"| {_label(case)} | {STORE_LABELS[store]} | "
-                f"{'-' if not rate else f'{rate:,.0f}'} | " + " | ".join(cells) + " |"
+                f"{'-' if not rate else f'{rate:,.0f}'} | " + " | ".join(cells) + f" | {moved} |"
             )
     return lines
 

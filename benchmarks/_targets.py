@@ -102,7 +102,14 @@ def _put(case: Case, _: dict[str, Any]) -> tuple[bool | None, str]:
         return None, "not measured"
     mixed = puts["mixed"]["p50"]
     by_class = ", ".join(f"{c} {s['p50']:.2f}" for c, s in puts.items() if c != "mixed")
-    return mixed <= LIMITS["put_p50_ms"], f"{mixed:.2f} ms (namespaces by size); {by_class}"
+    text = f"{mixed:.2f} ms (namespaces by size); {by_class}"
+    fresh = row.get("fresh") if row is not None else None
+    if fresh:
+        text += (
+            f"; {fresh['fresh_after_puts']:,} rows left fresh, moved into their graphs "
+            f"{fresh['seconds_to_move']} s after the last put"
+        )
+    return mixed <= LIMITS["put_p50_ms"], text
 
 
 def _load(_: Case, result: dict[str, Any]) -> tuple[bool | None, str]:
