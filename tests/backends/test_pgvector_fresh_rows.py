@@ -105,10 +105,13 @@ def test_a_write_is_searchable_at_once_and_moved_into_the_graph_after(
         assert walk_finds(postgres_dsn, schema, "big", new) != "new"  # not in the graph
         found, candidates = store.lookup("big", "no-such-hash", new, k=1, now=T0)
         assert found is None and candidates[0][0].query_hash == "new"
+        status = {g.namespace: (g.state, g.rows, g.fresh_rows) for g in store.vector_index_status()}
+        assert status == {"big": ("ready", 301, 1), "small": ("exact", 41, 0)}
     finally:
         held.release()
     wait_until_moved(postgres_dsn, schema)
     assert walk_finds(postgres_dsn, schema, "big", new) == "new"  # now in the graph
+    assert [g.fresh_rows for g in store.vector_index_status()] == [0, 0]
     hits = store.search("big", new, k=2, now=T0)
     assert [h[0].query_hash for h in hits][:1] == ["new"]
     assert hits[1][0].query_hash != "new"  # found once, not twice

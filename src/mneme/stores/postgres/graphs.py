@@ -67,12 +67,15 @@ class VectorGraph:
     concurrent build is under way), "pending" (large enough for a graph, not built
     yet), "invalid" (a build died; the next build redoes it), or "exact" (small
     enough to scan). Every state but "ready" is searched exactly, so answers stay
-    right while a graph is missing; only the time grows."""
+    right while a graph is missing; only the time grows. ``fresh_rows``: rows written
+    since the graph was built and not yet moved into it by the background pass (read
+    exactly beside the graph meanwhile)."""
 
     namespace: str
     rows: int
     state: GraphState
     index_name: str | None
+    fresh_rows: int = 0
 
 
 def _lock_key(schema: str, namespace: str) -> int:
@@ -152,8 +155,9 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
 
     s = sql.Identifier(schema)
     query = sql.SQL(
-        "SELECT n.namespace, n.rows, g.index_name, i.indisvalid "
-        "FROM (SELECT namespace, count(*) AS rows FROM {s}.entry_vectors GROUP BY namespace) n "
+        "SELECT n.namespace, n.rows, g.index_name, i.indisvalid, n.fresh "
+        "FROM (SELECT namespace, count(*) AS rows, count(*) FILTER (WHERE fresh) AS fresh "
+        "FROM {s}.entry_vectors GROUP BY namespace) n "
         "LEFT JOIN {s}.vector_graphs g USING (namespace) "
         "LEFT JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
         "AND c.relnamespace = %s::regnamespace "
@@ -163,7 +167,7 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
     rows = yield Atomic(_all(query, [schema]))
     building = yield from _builds_running(schema)
     out = []
-    for namespace, count, name, valid in rows:
+    for namespace, count, name, valid, fresh in rows:
         state: GraphState
         if valid:
             state = "ready"
@@ -173,7 +177,7 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
             state = "invalid"  # registered, but the build died: the next one redoes it
         else:
             state = "exact" if count <= threshold else "pending"
-        out.append(VectorGraph(str(namespace), int(count), state, name))
+        out.append(VectorGraph(str(namespace), int(count), state, name, int(fresh)))
     return out
 
 
