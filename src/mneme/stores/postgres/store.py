@@ -703,7 +703,10 @@ class PostgresStore(PgCore):
                                 ended = True
                                 return
         except (psycopg.Error, StoreBackendError) as exc:
-            _log.warning("schema %r: moving fresh rows into graphs failed: %s", self.schema, exc)
+            if not self._closed:  # a close cancels the batch under way: nothing failed
+                _log.warning(
+                    "schema %r: moving fresh rows into graphs failed: %s", self.schema, exc
+                )
         finally:
             if not ended:
                 with self._fresh_lock:
