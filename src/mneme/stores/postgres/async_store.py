@@ -694,7 +694,7 @@ class AsyncPostgresStore(PgCore):
         with self._fresh_lock:
             if not self._fresh_wanted or self._fresh_pass is not None or self._dsn is None:
                 return
-            if self._closed:
+            if self._closed:  # a write racing a close starts nothing
                 return
             source = AsyncOwnedConnection(self._dsn, self._options["connect_timeout"])
             # async-only: begin

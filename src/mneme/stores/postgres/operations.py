@@ -694,9 +694,13 @@ class PgCore:
             self._auto_index
             and self._owned
             and self._search
-            and (namespace in self._graph_rows or namespace in self._graphed)
+            and self._graph_known(namespace)
             and self._fresh_backlog < FRESH_BACKLOG_MAX
         )
+
+    def _graph_known(self, namespace: str) -> bool:
+        """Whether this store knows ``namespace`` has (or is getting) a graph."""
+        return namespace in self._graph_rows or namespace in self._graphed
 
     def _op_move_fresh(self) -> PgOp[int | None]:
         """One batch of the background pass (see ``move_fresh``)."""
@@ -979,7 +983,7 @@ class PgCore:
             return []
         due = []
         for namespace, n in counts.items():
-            if namespace in self._graphed or namespace in self._graph_rows:
+            if self._graph_known(namespace):
                 continue
             seen = self._written.get(namespace)
             total = n if seen is None else seen + n

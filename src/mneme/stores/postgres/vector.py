@@ -303,16 +303,15 @@ class VectorStatements:
                 "fresh = CASE WHEN {t}.embedding IS NOT DISTINCT FROM EXCLUDED.embedding "
                 "AND {t}.namespace = EXCLUDED.namespace THEN {t}.fresh ELSE EXCLUDED.fresh END"
             ).format(t=sql.Identifier("entry_vectors")),
-            "walk": sql.SQL(
-                "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
-                "WHERE namespace = %(ns)s AND NOT fresh AND embedding IS NOT NULL "
-                "AND (expires_at IS NULL OR expires_at > %(now)s)"
-            ).format(approx=approx, schema=self._ident),
-            "fresh": sql.SQL(
-                "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
-                "WHERE namespace = %(ns)s AND fresh AND embedding IS NOT NULL "
-                "AND (expires_at IS NULL OR expires_at > %(now)s)"
-            ).format(approx=approx, schema=self._ident),
+            # The live rows of the namespace in its graph, and those beside it.
+            **{
+                part: sql.SQL(
+                    "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
+                    "WHERE namespace = %(ns)s AND {which} AND embedding IS NOT NULL "
+                    "AND (expires_at IS NULL OR expires_at > %(now)s)"
+                ).format(approx=approx, schema=self._ident, which=sql.SQL(which))
+                for part, which in (("walk", "NOT fresh"), ("fresh", "fresh"))
+            },
             "approx": approx,
             "entry_columns": sql.SQL(", ").join(
                 sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")
