@@ -27,6 +27,9 @@ STAGE_COLUMNS_DDL = (
     "namespace TEXT, query_hash TEXT, query TEXT, response TEXT, embedding BYTEA, "
     "metadata TEXT, created_at BIGINT, last_accessed_at BIGINT, ttl BIGINT, access_count BIGINT"
 )
+# Staged rows stay in line up to a page: the default (2 kB) sent most of them through
+# TOAST (a compression attempt, then a second table and its index) on the way in.
+STAGE_OPTIONS = "WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS"
 STAGE_TYPES = ("text", "text", "text", "text", "bytea", "text", "int8", "int8", "int8", "int8")
 """Types of the staging columns, for a binary COPY."""
 
@@ -105,7 +108,7 @@ STATEMENTS: dict[str, str] = {
     # Bulk loads on a connection the store owns: COPY into a session's staging table
     # (emptied at commit), then one upsert from it.
     "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage (" + STAGE_COLUMNS_DDL + ", "
-    "ord BIGINT) ON COMMIT DELETE ROWS",
+    "ord BIGINT) " + STAGE_OPTIONS,
     "stage_copy": "COPY pg_temp.mneme_stage (" + STAGE_COLUMNS + ", ord) FROM STDIN "
     "(FORMAT BINARY)",
     "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage) {batch_insert} "

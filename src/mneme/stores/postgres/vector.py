@@ -25,7 +25,13 @@ import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
 from mneme.stores.postgres.requests import Execute, GetConnection, PgOp, Pipelined
-from mneme.stores.postgres.statements import COLUMNS, STAGE_COLUMNS, STAGE_COLUMNS_DDL, compose
+from mneme.stores.postgres.statements import (
+    COLUMNS,
+    STAGE_COLUMNS,
+    STAGE_COLUMNS_DDL,
+    STAGE_OPTIONS,
+    compose,
+)
 
 if TYPE_CHECKING:
     from psycopg.sql import Composable, Composed
@@ -193,14 +199,16 @@ _SIDE_STATEMENTS = {
     "SELECT namespace, query_hash, id FROM e",
     # The bulk path: staging table with the vectors, then one statement as above.
     "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage_v (" + STAGE_COLUMNS_DDL + ", "
-    "vec vector, ord BIGINT) ON COMMIT DELETE ROWS",
+    "vec vector, ord BIGINT) " + STAGE_OPTIONS,
     "stage_copy": "COPY pg_temp.mneme_stage_v (" + STAGE_COLUMNS + ", vec, ord) FROM STDIN "
     "(FORMAT BINARY)",
+    # The vectors are joined from the staging table itself: "rows" is read once, so it
+    # is not materialised (a copy of every staged row, sorted again for the join).
     "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage_v), "
     "e AS ({batch_insert} RETURNING namespace, query_hash, id, created_at, ttl), "
     "v AS (INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
     "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
-    "JOIN rows r USING (namespace, query_hash) {side_upsert}) "
+    "JOIN pg_temp.mneme_stage_v r USING (namespace, query_hash) {side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
     # Side rows computed in Python (upgrade, catch-up); only for entries that still
     # exist, since the foreign key would refuse the whole batch.
