@@ -157,6 +157,7 @@ def test_doctor_on_postgres_before_and_after_the_upgrade(pg_cache: list[str]) ->
     for line in (
         "ok    side table: all 31 entries have their vector row",
         "ok    vector storage: entry_vectors.embedding is STORAGE MAIN (inline)",
+        "ok    entry storage: entries keeps rows in line (toast_tuple_target=8160)",
     ):
         assert line in after.stdout
 
@@ -180,7 +181,11 @@ def test_doctor_reports_problems_with_their_fixes(
                     s
                 )
             )
+        conn.execute(sql.SQL("ALTER TABLE {}.entries RESET (toast_tuple_target)").format(s))
         conn.execute(sql.SQL("DELETE FROM {}.entries WHERE id % 3 <> 0").format(s))
+        # The dead rows reach the statistics doctor reads before this statement returns
+        # (else when the backend next idles or exits, which can be after doctor ran).
+        conn.execute("SELECT pg_stat_force_next_flush()")
     # A tiny maintenance_work_mem for this connection only.
     joiner = "&" if "?" in postgres_dsn else "?"
     dsn = f"{postgres_dsn}{joiner}options=-c%20maintenance_work_mem%3D1MB"
@@ -196,6 +201,11 @@ def test_doctor_reports_problems_with_their_fixes(
     assert f"warn  bloat: {pg_schema}.entries:" in out
     assert f"fix: VACUUM (ANALYZE) {pg_schema}.entries" in out
     assert "mneme reindex" in out  # the fix for the side table's dead rows
+    assert "info  entry storage: entries has the default TOAST target (2 kB)" in out
+    assert (
+        "hint: open a store on the schema once as the table's owner, or ALTER TABLE "
+        f"{pg_schema}.entries SET (toast_tuple_target = 8160)"
+    ) in out
 
 
 def test_doctor_on_postgres_15_without_pgvector(pg15_dsn: str, pg15_schema: str) -> None:

@@ -580,6 +580,77 @@ def test_data_only_role_uses_a_provisioned_schema(
         store.close()
 
 
+def _entries_storage(dsn: str, schema: str) -> tuple[list[str], int]:
+    """The entries table's storage parameters, and the bytes in its TOAST table."""
+    with admin(dsn) as conn:
+        row = conn.execute(
+            "SELECT coalesce(c.reloptions, '{}'), pg_relation_size(c.reltoastrelid) "
+            "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'entries'",
+            [schema],
+        ).fetchone()
+    assert row is not None
+    return list(row[0]), int(row[1])
+
+
+def _wide_entry(key: str) -> StoredEntry:
+    """An entry the size of a typical one at dim 384: over TOAST's default 2 kB target."""
+    rng = np.random.default_rng(7)
+    vec = rng.standard_normal(384)
+    embedding = (vec / np.linalg.norm(vec)).astype("<f4").tobytes()
+    response = rng.bytes(350).hex()  # 700 characters that do not compress
+    return replace(entry(key, response=response), embedding=embedding)
+
+
+def test_entries_stay_in_line_up_to_a_page(
+    postgres_store_factory: PostgresStoreFactory, postgres_dsn: str, role: str
+) -> None:
+    # 1. An administrator's store provisions the schema, with the table's setting.
+    owner = postgres_store_factory()
+    owner.open(FP, 384)
+    schema = owner.schema
+    assert _entries_storage(postgres_dsn, schema) == (["toast_tuple_target=8160"], 0)
+    owner.insert(_wide_entry("inline"))
+    assert _entries_storage(postgres_dsn, schema)[1] == 0  # no TOAST row for it
+    owner.close()
+    # 2. Without the setting (a schema of an earlier version) the same entry goes out of
+    # line; a role that does not own the table opens and works, and leaves it so.
+    with admin(postgres_dsn) as conn:
+        conn.execute(
+            sql.SQL("ALTER TABLE {} RESET (toast_tuple_target)").format(table(schema, "entries"))
+        )
+        for grant in (
+            "GRANT USAGE ON SCHEMA {schema} TO {role}",
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+            "GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+        ):
+            conn.execute(
+                sql.SQL(grant).format(schema=sql.Identifier(schema), role=sql.Identifier(role))
+            )
+    other = PostgresStore(make_conninfo(postgres_dsn, user=role), schema=schema)
+    other.open(FP, 384)
+    try:
+        other.insert(_wide_entry("toasted"))
+        got = other.get_by_hash("default", "toasted")
+        assert got is not None and got.embedding == _wide_entry("toasted").embedding
+    finally:
+        other.close()
+    options, toasted = _entries_storage(postgres_dsn, schema)
+    assert options == [] and toasted > 0
+    # 3. The owner's next open sets it again; entries already written stay readable.
+    again = postgres_store_factory()
+    again.open(FP, 384)
+    try:
+        assert _entries_storage(postgres_dsn, schema)[0] == ["toast_tuple_target=8160"]
+        assert again.count() == 2
+        assert set(again.get_many_by_hash("default", ["inline", "toasted"])) == {
+            "inline",
+            "toasted",
+        }
+    finally:
+        again.close()
+
+
 def test_role_without_create_fails_at_the_ddl_step(
     postgres_dsn: str, pg_schema: str, role: str
 ) -> None:

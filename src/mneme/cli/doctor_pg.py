@@ -9,6 +9,7 @@ from mneme.cli.findings import Finding
 from mneme.cli.target import Meta, Target
 from mneme.stores.postgres.graphs import GRAPH_PREFIX, build_memory_kb
 from mneme.stores.postgres.operations import PgCore
+from mneme.stores.postgres.schema import ROWS_INLINE
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
     LEGACY_INDEX_NAME,
@@ -70,6 +71,7 @@ class _Checks:
             self._build_memory(meta)
         if meta.vector_index is not None:
             self._storage()
+        self._entry_storage()
         self._bloat(meta)
         return self.found
 
@@ -287,6 +289,25 @@ class _Checks:
             f"ALTER TABLE {self.qualified('entry_vectors')} ALTER COLUMN embedding SET "
             "STORAGE MAIN (rows written before keep theirs until rewritten, e.g. "
             "VACUUM FULL)",
+        )
+
+    def _entry_storage(self) -> None:
+        row = self.one(
+            "SELECT %s = ANY(coalesce(c.reloptions, '{}')) FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relname = 'entries'",
+            [ROWS_INLINE, self.schema],
+        )
+        if row is not None and row[0]:
+            self.add("ok", "entry storage", f"entries keeps rows in line ({ROWS_INLINE})")
+            return
+        self.add(
+            "info",
+            "entry storage",
+            "entries has the default TOAST target (2 kB): a typical entry's embedding goes "
+            "out of line, which about doubles the cost of writing it",
+            "open a store on the schema once as the table's owner, or ALTER TABLE "
+            f"{self.qualified('entries')} SET (toast_tuple_target = 8160)",
         )
 
     def _bloat(self, meta: Meta) -> None:

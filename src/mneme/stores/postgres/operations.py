@@ -51,7 +51,7 @@ from mneme.stores.postgres.requests import (
     GetConnection,
     PgOp,
 )
-from mneme.stores.postgres.schema import load_migrations, provision
+from mneme.stores.postgres.schema import keep_rows_inline, load_migrations, provision
 from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, VERSION_SLOTS, compose
 from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
 from mneme.stores.postgres.vector import (
@@ -431,7 +431,9 @@ class PgCore:
         self._sql = {name: compose(text, self.schema) for name, text in STATEMENTS.items()}
 
     def _op_provision(self) -> PgOp[int]:
-        return (yield from provision(self.schema, load_migrations()))
+        version = yield from provision(self.schema, load_migrations())
+        yield from keep_rows_inline(self.schema)
+        return version
 
     def _op_read_embedder(self) -> PgOp[tuple[str | None, str | None]]:
         values = []

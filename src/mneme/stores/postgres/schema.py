@@ -16,7 +16,7 @@ from importlib import resources
 from mneme._errors import SchemaMigrationError, StoreBackendError
 from mneme.stores.postgres.requests import Atomic, Execute, PgOp
 
-__all__ = ["Migration", "current_version", "load_migrations", "provision"]
+__all__ = ["Migration", "current_version", "keep_rows_inline", "load_migrations", "provision"]
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
@@ -121,6 +121,39 @@ def provision(schema: str, migrations: list[Migration]) -> PgOp[int]:
             f"{str(exc).strip()}"
         ) from exc
     return latest
+
+
+ROWS_INLINE = "toast_tuple_target=8160"
+"""The storage parameter that keeps an entry in line up to a page (see keep_rows_inline)."""
+
+
+def keep_rows_inline(schema: str) -> PgOp[bool]:
+    """Let entries of up to a page stay in line; True if the table has the setting.
+
+    With the default target (2 kB) a typical entry (a 384-dim embedding and a response
+    of some hundred bytes) went through TOAST: a compression attempt on the embedding,
+    then a row and an index entry in a second table. That was half the cost of a bulk
+    insert, and every read of the embedding paid a second lookup. A storage parameter,
+    not a migration: earlier versions of mneme use the table unchanged. Set by the
+    table's owner at open (ShareUpdateExclusiveLock, a catalog change only; rows
+    already written stay as they are); other roles leave it to the owner.
+    """
+    from psycopg import sql
+
+    row = yield Execute(
+        "SELECT %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
+        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = 'entries'",
+        [ROWS_INLINE, schema],
+        "one",
+    )
+    if row is None or row[0]:
+        return row is not None
+    if not row[1]:
+        return False
+    target = sql.SQL("ALTER TABLE {}.entries SET (toast_tuple_target = 8160)")
+    yield Execute(target.format(sql.Identifier(schema)))
+    return True
 
 
 def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[str]) -> PgOp[None]:
