@@ -347,8 +347,13 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
             "SELECT name, statement, generic_plans, custom_plans FROM pg_prepared_statements "
             "WHERE statement LIKE '%entry_vectors%'"
         ).fetchall()
-        assert len(plans) == len(names)  # one statement per namespace
-        assert all(custom == 0 and generic == 6 for _, _, generic, custom in plans)
+        # One statement for the namespace with a graph; one, with the namespace as a
+        # parameter, shared by the two without (read exactly).
+        assert len(plans) == 2
+        assert all(custom == 0 for _, _, _, custom in plans)
+        assert sorted(generic for _, _, generic, _ in plans) == [6, 12]
+        shared, text = next((name, text) for name, text, generic, _ in plans if generic == 12)
+        assert "'it" not in text and "$1" in text
         # The generic plan of the large namespace walks its own graph.
         big = next(name for name, text, _, _ in plans if "'big'" in text)
         vector = "[" + ",".join(str(float(x)) for x in data["big"][1]) + "]"
@@ -357,10 +362,18 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
                 sql.Identifier(big), sql.Literal(vector), sql.Literal(T0)
             )
         ).fetchall()
+        # The shared statement's one plan reads the namespace's rows, never a graph.
+        exact_plan = conn.execute(
+            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {}, {}, true, 20, 2)").format(
+                sql.Identifier(shared), sql.Literal(vector), sql.Literal("big"), sql.Literal(T0)
+            )
+        ).fetchall()
     assert graph_name("big") in "\n".join(row[0] for row in explained)
-    # Each statement sets its graph's ef_search before the walk: 100 x sqrt(20k / 50k)
-    # for the 20,000-row graph, ef_search as given where there is no graph.
-    for name, wanted in (("big", "63"), ("it's 100", "100"), ("big", "63")):
+    assert "hnsw" not in "\n".join(row[0] for row in exact_plan).lower()
+    assert "idx_entry_vectors_ns" in "\n".join(row[0] for row in exact_plan)
+    # The graph's statement sets its ef_search before the walk: 100 x sqrt(20k / 50k)
+    # for the 20,000-row graph. The exact scan leaves the setting alone (it walks none).
+    for name, wanted in (("big", "63"), ("it's 100", "63"), ("big", "63")):
         store.search(name, data[name][2], k=1, now=T0)
         with store._source.borrow() as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == (wanted,)

@@ -844,7 +844,8 @@ class PgCore:
         vec, params = prepared
         settings = self._search_settings(namespace)
         tuned = self._tuned if self._owned else None
-        rows = yield from run_search(vec, settings, self._iterative, params, tuned)
+        graphless = not self._graph_known(namespace)
+        rows = yield from run_search(vec, settings, self._iterative, params, tuned, exact=graphless)
         found = []
         for row in rows:
             entry = self._overlay(_entry(row))
@@ -891,7 +892,10 @@ class PgCore:
         settings = self._search_settings(namespace)
         params["h"] = query_hash
         tuned = self._tuned if self._owned else None
-        rows = yield from run_search(vec, settings, self._iterative, params, tuned, "lookup")
+        graphless = not self._graph_known(namespace)
+        rows = yield from run_search(
+            vec, settings, self._iterative, params, tuned, "lookup", exact=graphless
+        )
         exact: StoredEntry | None = None
         found = []
         for row in rows:

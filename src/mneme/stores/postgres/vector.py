@@ -282,6 +282,17 @@ _SIDE_STATEMENTS = {
     "set_config('hnsw.max_scan_tuples', %s, %s)",
 }
 
+# The same two statements for a namespace without a graph: its rows read exactly ("+ 0":
+# no index order can answer the walk part, so a generic plan never walks a graph of
+# another namespace). The namespace is a parameter, so one prepared statement and one
+# plan serve every such namespace on a connection, instead of one each: with more small
+# tenants than a connection keeps statements, every search was planned anew.
+for _name in ("search", "lookup"):
+    _SIDE_STATEMENTS[f"{_name}_exact"] = _SIDE_STATEMENTS[_name].replace(
+        "AND %(gate)s ORDER BY {approx} LIMIT", "AND %(gate)s ORDER BY ({approx}) + 0 LIMIT"
+    )
+    assert _SIDE_STATEMENTS[f"{_name}_exact"] != _SIDE_STATEMENTS[_name]
+
 
 class VectorStatements:
     """The side-table statements for one schema and dimension, composed once."""
@@ -412,6 +423,7 @@ def run_search(
     params: dict[str, Any],
     tuned: MutableMapping[Any, bool] | None,
     statement: str = "search",
+    exact: bool = False,
 ) -> PgOp[list[Any]]:
     """The search in one round trip.
 
@@ -421,6 +433,9 @@ def run_search(
     connection gets them per transaction (SET LOCAL semantics via set_config),
     pipelined: transaction, settings, search, end; inside a caller's transaction a
     savepoint rolled back afterwards undoes them.
+
+    ``exact``: the namespace has no graph; its rows are read exactly by one statement
+    shared by all such namespaces (the namespace a parameter, one generic plan).
     """
     import psycopg
     from psycopg import pq
@@ -431,8 +446,12 @@ def run_search(
         # The namespace is written into the statement, which is prepared with a generic
         # plan: one plan per namespace (its own graph, or its exact scan), planned once
         # per connection instead of at every search.
-        query = stmts.for_namespace(statement, params, int(settings[0]), conn)
-        values = {key: value for key, value in params.items() if key not in _WRITTEN_IN}
+        if exact:
+            query = stmts.rendered(f"{statement}_exact", conn)
+            values = params
+        else:
+            query = stmts.for_namespace(statement, params, int(settings[0]), conn)
+            values = {key: value for key, value in params.items() if key not in _WRITTEN_IN}
         search = Execute(query, values, "all", binary=True, prepare=True)
         if conn in tuned:
             rows: list[Any] = yield search
@@ -444,7 +463,8 @@ def run_search(
         rows = yield Pipelined([*session, search], len(session))
         tuned[conn] = True
         return rows
-    search = Execute(stmts.rendered(statement, conn), params, "all", binary=True, prepare=False)
+    name = f"{statement}_exact" if exact else statement
+    search = Execute(stmts.rendered(name, conn), params, "all", binary=True, prepare=False)
     nested = conn.info.transaction_status == pq.TransactionStatus.INTRANS
     begin = "SAVEPOINT mneme_search" if nested else ("BEGIN" if conn.autocommit else None)
     end = ["ROLLBACK TO SAVEPOINT mneme_search", "RELEASE SAVEPOINT mneme_search"]
