@@ -443,9 +443,9 @@ def run_search(
     conn = yield GetConnection()
     settings_sql = stmts.rendered("settings_iterative" if iterative else "settings", conn)
     if tuned is not None and conn.autocommit:
-        # The namespace is written into the statement, which is prepared with a generic
-        # plan: one plan per namespace (its own graph, or its exact scan), planned once
-        # per connection instead of at every search.
+        # A namespace with a graph is written into its statement, which is prepared with
+        # a generic plan: one plan per namespace (a walk of its own graph), planned once
+        # per connection instead of at every search. The others share one exact scan.
         if exact:
             query = stmts.rendered(f"{statement}_exact", conn)
             values = params
