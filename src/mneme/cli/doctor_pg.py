@@ -9,7 +9,7 @@ from mneme.cli.findings import Finding
 from mneme.cli.target import Meta, Target
 from mneme.stores.postgres.graphs import GRAPH_PREFIX, build_memory_kb
 from mneme.stores.postgres.operations import PgCore
-from mneme.stores.postgres.schema import ROWS_INLINE
+from mneme.stores.postgres.schema import ENTRIES_STORAGE_SQL, ROWS_INLINE, ROWS_INLINE_SET
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
     LEGACY_INDEX_NAME,
@@ -292,12 +292,7 @@ class _Checks:
         )
 
     def _entry_storage(self) -> None:
-        row = self.one(
-            "SELECT %s = ANY(coalesce(c.reloptions, '{}')) FROM pg_catalog.pg_class c "
-            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            "WHERE n.nspname = %s AND c.relname = 'entries'",
-            [ROWS_INLINE, self.schema],
-        )
+        row = self.one(ENTRIES_STORAGE_SQL, [ROWS_INLINE, self.schema])
         if row is not None and row[0]:
             self.add("ok", "entry storage", f"entries keeps rows in line ({ROWS_INLINE})")
             return
@@ -307,7 +302,7 @@ class _Checks:
             "entries has the default TOAST target (2 kB): a typical entry's embedding goes "
             "out of line, which about doubles the cost of writing it",
             "open a store on the schema once as the table's owner, or ALTER TABLE "
-            f"{self.qualified('entries')} SET (toast_tuple_target = 8160)",
+            f"{self.qualified('entries')} SET ({ROWS_INLINE_SET})",
         )
 
     def _bloat(self, meta: Meta) -> None:

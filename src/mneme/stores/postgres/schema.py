@@ -124,11 +124,20 @@ def provision(schema: str, migrations: list[Migration]) -> PgOp[int]:
 
 
 ROWS_INLINE = "toast_tuple_target=8160"
-"""The storage parameter that keeps an entry in line up to a page (see keep_rows_inline)."""
+"""The storage parameter that keeps an entry in line up to a page, as pg_class lists it."""
+ROWS_INLINE_SET = "toast_tuple_target = 8160"
+"""The same, as ALTER TABLE ... SET (...) takes it."""
+ENTRIES_STORAGE_SQL = (
+    "SELECT %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
+    "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = 'entries'"
+)
+"""Whether entries has ROWS_INLINE, and whether the current role may set it; params
+``[ROWS_INLINE, schema]``."""
 
 
-def keep_rows_inline(schema: str) -> PgOp[bool]:
-    """Let entries of up to a page stay in line; True if the table has the setting.
+def keep_rows_inline(schema: str) -> PgOp[None]:
+    """Let entries of up to a page stay in line.
 
     With the default target (2 kB) a typical entry (a 384-dim embedding and a response
     of some hundred bytes) went through TOAST: a compression attempt on the embedding,
@@ -140,20 +149,11 @@ def keep_rows_inline(schema: str) -> PgOp[bool]:
     """
     from psycopg import sql
 
-    row = yield Execute(
-        "SELECT %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
-        "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = %s AND c.relname = 'entries'",
-        [ROWS_INLINE, schema],
-        "one",
-    )
-    if row is None or row[0]:
-        return row is not None
-    if not row[1]:
-        return False
-    target = sql.SQL("ALTER TABLE {}.entries SET (toast_tuple_target = 8160)")
+    row = yield Execute(ENTRIES_STORAGE_SQL, [ROWS_INLINE, schema], "one")
+    if row is None or row[0] or not row[1]:
+        return
+    target = sql.SQL("ALTER TABLE {}.entries SET (" + ROWS_INLINE_SET + ")")
     yield Execute(target.format(sql.Identifier(schema)))
-    return True
 
 
 def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[str]) -> PgOp[None]:
