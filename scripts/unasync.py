@@ -46,6 +46,7 @@ NAMES = {
     "AsyncConnection": "Connection",
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnectionSource": "ConnectionSource",
+    "AsyncCounterBatchStore": "CounterBatchStore",
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
     "AsyncIterator": "Iterator",

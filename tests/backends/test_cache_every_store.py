@@ -362,6 +362,28 @@ def test_zero_embedding_stored_never_served_semantically(backend_cache: CacheMak
     assert hit.layer == "exact"
 
 
+def test_a_counter_flush_is_one_store_call(backend_cache: CacheMaker) -> None:
+    """Counters of many namespaces are written together: one call (on Postgres one
+    statement and one commit) instead of one per namespace."""
+    cache = backend_cache()
+    store: Any = store_of(cache)
+    calls: list[str] = []
+    for name in ("add_counters", "add_counters_many"):
+        real = getattr(store, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(*args)
+
+        setattr(store, name, spy)
+    for i in range(64):
+        assert cache.get("far", namespace=f"t{i % 20}") is None
+    assert calls == ["add_counters_many"]
+    assert store.read_counters()["misses"] == 64
+    assert store.read_counters("t3")["misses"] == 4
+    assert store.read_counters("t19")["misses"] == 3
+
+
 def test_counters_persist_across_reopen(persistent_cache: CacheMaker, clock: FakeClock) -> None:
     cache = persistent_cache(max_entries=2)
     cache.put("c99", "a", namespace="x")

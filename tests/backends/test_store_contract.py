@@ -19,7 +19,7 @@ from mneme import (
     StoredEntry,
 )
 from mneme._policy import to_bytes
-from mneme.stores.protocol import COUNTER_NAMES, BatchStore
+from mneme.stores.protocol import COUNTER_NAMES, BatchStore, CounterBatchStore
 from store_entries import T0, make_entry, vector_bytes
 
 
@@ -615,6 +615,21 @@ def test_counters_per_namespace_and_summed(store: BatchStore) -> None:
         "evictions": 4,
         "expirations": 1,
     }
+
+
+def test_counters_of_many_namespaces_in_one_call(store: BatchStore) -> None:
+    assert isinstance(store, CounterBatchStore)
+    zeros = dict.fromkeys(COUNTER_NAMES, 0)
+    store.add_counters("a", {"misses": 1})
+    store.add_counters_many(
+        {"a": {"hits_exact": 2, "misses": 3}, "b": {"evictions": 4}, "c": {}, "d d": {"misses": 1}}
+    )
+    store.add_counters_many({})
+    assert store.read_counters("a") == {**zeros, "hits_exact": 2, "misses": 4}
+    assert store.read_counters("b") == {**zeros, "evictions": 4}
+    assert store.read_counters("c") == zeros
+    assert store.read_counters("d d") == {**zeros, "misses": 1}
+    assert store.read_counters() == {**zeros, "hits_exact": 2, "misses": 5, "evictions": 4}
 
 
 def test_integrity_check_on_a_healthy_store(store: BatchStore) -> None:

@@ -61,6 +61,7 @@ from mneme.stores.capabilities import (
     describe,
     has_batch_methods,
     searches_itself,
+    writes_counters_at_once,
 )
 from mneme.stores.protocol import ChangeTrackingStore, LookupStore, Store
 from mneme.stores.sqlite import SQLiteStore
@@ -176,6 +177,7 @@ class AsyncSemanticCache:
             store = self._store
             self._state.change_tracking = isinstance(store, ChangeTrackingStore)
             self._state.batch = has_batch_methods(store)
+            self._state.counters_at_once = writes_counters_at_once(store)
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label

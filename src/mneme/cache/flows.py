@@ -39,6 +39,7 @@ from mneme.stores.protocol import (
     COUNTER_NAMES,
     BatchStore,
     ChangeTrackingStore,
+    CounterBatchStore,
     LookupStore,
     Store,
     VectorSearchStore,
@@ -117,6 +118,12 @@ def tracker(fn: Callable[[ChangeTrackingStore], _T]) -> Flow[_T]:
     return result
 
 
+def counter_batch(fn: Callable[[CounterBatchStore], _T]) -> Flow[_T]:
+    """One call to a store that writes many namespaces' counters at once."""
+    result: _T = yield StoreCall(fn)
+    return result
+
+
 def looker(fn: Callable[[LookupStore], _T]) -> Flow[_T]:
     """One call to a store that answers both layers at once (``LookupStore``)."""
     result: _T = yield StoreCall(fn)
@@ -149,6 +156,8 @@ class CacheState:
     """The store answers an exact lookup and a search in one call (LookupStore)."""
     batch: bool = False
     """The store has the batch methods (BatchStore); else the flows use 1.0's."""
+    counters_at_once: bool = False
+    """The store writes every namespace's counters in one call (CounterBatchStore)."""
     last_stale_check: float = 0.0
 
 
@@ -552,7 +561,9 @@ def flush_counters(st: CacheState) -> Flow[None]:
     if not pending:
         return
     try:
-        if st.batch:
+        if st.counters_at_once:
+            yield from counter_batch(lambda s: s.add_counters_many(pending))
+        elif st.batch:
             for ns, deltas in pending.items():
                 yield from batch(lambda s: s.add_counters(ns, deltas))
         else:

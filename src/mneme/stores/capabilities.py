@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeGuard, runtime_checkable
 
-from mneme.stores.async_protocol import AsyncBatchStore, AsyncStore, AsyncVectorSearchStore
-from mneme.stores.protocol import BatchStore, VectorSearchStore
+from mneme.stores.async_protocol import (
+    AsyncBatchStore,
+    AsyncCounterBatchStore,
+    AsyncStore,
+    AsyncVectorSearchStore,
+)
+from mneme.stores.protocol import BatchStore, CounterBatchStore, VectorSearchStore
 
 __all__ = [
     "AsyncCapableStore",
     "ReportsReplicas",
     "describe",
     "has_batch_methods",
+    "writes_counters_at_once",
     "searches_itself",
 ]
 
@@ -43,6 +49,11 @@ def has_batch_methods(store: object) -> bool:
     """Whether a store has the batch methods; one written to mneme 1.0's protocol
     has not, and the cache then uses the base methods in loops."""
     return isinstance(store, BatchStore | AsyncBatchStore)
+
+
+def writes_counters_at_once(store: object) -> bool:
+    """Whether a store takes the counters of many namespaces in one call."""
+    return isinstance(store, CounterBatchStore | AsyncCounterBatchStore)
 
 
 def describe(store: object) -> tuple[str, int | None]:

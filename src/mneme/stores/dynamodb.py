@@ -790,7 +790,17 @@ class DynamoDBStore:
                 TableName=self._table, Item={**_key("META", f"M#{key}"), "val": _s(value)}
             )
 
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """One update per namespace: DynamoDB has no cheaper way to add to many items
+        (a transaction would cost twice the write capacity)."""
+        self._conn()
+        for namespace, named in deltas.items():
+            self._add_counters(namespace, named)
+
     def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        self._add_counters(namespace, deltas)
+
+    def _add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
         client = self._conn()
         if not deltas:
             return

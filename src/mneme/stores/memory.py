@@ -260,11 +260,15 @@ class MemoryStore:
             self._meta[key] = value
 
     def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        self.add_counters_many({namespace: deltas})
+
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
         with self._lock:
             self._check()
-            counters = self._counters.setdefault(namespace, dict.fromkeys(COUNTER_NAMES, 0))
-            for name, delta in deltas.items():
-                counters[name] = counters.get(name, 0) + delta
+            for namespace, named in deltas.items():
+                counters = self._counters.setdefault(namespace, dict.fromkeys(COUNTER_NAMES, 0))
+                for name, delta in named.items():
+                    counters[name] = counters.get(name, 0) + delta
 
     def read_counters(self, namespace: str | None = None) -> dict[str, int]:
         with self._lock:

@@ -194,3 +194,15 @@ class LookupStore(VectorSearchStore, Protocol):
     ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
         """The entry stored under ``query_hash`` (expired or not, as ``get_by_hash``)
         and what ``search`` would return for ``vector``, from one statement."""
+
+
+@runtime_checkable
+class CounterBatchStore(BatchStore, Protocol):
+    """A store that writes the counters of many namespaces in one transaction.
+
+    The cache writes its counters every few dozen events; a store whose commits cost
+    (a round trip and a WAL flush each) takes all namespaces at once with this
+    instead of one ``add_counters`` each."""
+
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """``add_counters`` for each namespace of ``deltas``, in one transaction."""

@@ -447,11 +447,15 @@ class SQLiteStore:
             )
 
     def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        self.add_counters_many({namespace: deltas})
+
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """Every namespace's increments in one transaction."""
         with self._write("add_counters") as conn:
             conn.executemany(
                 "INSERT INTO cache_counters (namespace, name, value) VALUES (?, ?, ?) "
                 "ON CONFLICT(namespace, name) DO UPDATE SET value = value + excluded.value",
-                [(namespace, name, delta) for name, delta in deltas.items()],
+                [(ns, name, n) for ns, named in deltas.items() for name, n in named.items()],
             )
 
     def read_counters(self, namespace: str | None = None) -> dict[str, int]:

@@ -147,8 +147,11 @@ STATEMENTS: dict[str, str] = {
     "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
     "meta_default": "INSERT INTO {schema}.schema_meta (key, value) VALUES (%s, %s) "
     "ON CONFLICT (key) DO NOTHING",
+    # Rows in one order for every writer: two processes adding to the same counters in
+    # different orders would lock them crosswise and deadlock.
     "counters_add": "INSERT INTO {schema}.cache_counters AS c (namespace, name, value) "
-    "SELECT %s, n, v FROM unnest(%s::text[], %s::bigint[]) AS t(n, v) ORDER BY n "
+    "SELECT s, n, v FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS t(s, n, v) "
+    "ORDER BY s, n "
     "ON CONFLICT (namespace, name) DO UPDATE SET value = c.value + EXCLUDED.value",
     "counters": "SELECT name, sum(value)::bigint FROM {schema}.cache_counters GROUP BY name",
     "counters_ns": "SELECT name, value FROM {schema}.cache_counters WHERE namespace = %s",

@@ -568,11 +568,16 @@ class PostgresStore(PgCore):
     def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
         """With replicas, counters the primary cannot take now are kept in memory and
         written with a later call (``read_counters`` of this store includes them)."""
+        self.add_counters_many({namespace: deltas})
+
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """``add_counters`` for every namespace of ``deltas``, in one statement."""
         self._check()
         if self._router is None:
-            self._run("add_counters", self._op_add_counters(namespace, deltas), "write")
+            self._run("add_counters", self._op_add_counters(deltas), "write")
             return
-        self._hold_counters(namespace, deltas)
+        for namespace, named in deltas.items():
+            self._hold_counters(namespace, named)
         if not self._router.primary_usable():
             return
         try:
@@ -580,14 +585,15 @@ class PostgresStore(PgCore):
         except StoreBackendError as exc:
             if not _unreachable(exc):
                 # The caller keeps these deltas for its next try; hold only older ones.
-                self._hold_counters(namespace, {name: -n for name, n in deltas.items()})
+                for namespace, named in deltas.items():
+                    self._hold_counters(namespace, {name: -n for name, n in named.items()})
                 raise
             _log.warning("counters kept in memory for a later write: %s", exc)
 
     def _write_held_counters(self) -> None:
         backlog = self._take_counters()
         try:
-            self._run("add_counters", self._op_write_counters(backlog), "write")
+            self._run("add_counters", self._op_add_counters(backlog), "write")
         except BaseException:
             for namespace, deltas in backlog.items():
                 self._hold_counters(namespace, deltas)

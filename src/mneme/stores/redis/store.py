@@ -485,11 +485,18 @@ class RedisStore:
             client.hset(self._key("meta"), key, value)
 
     def add_counters(self, namespace: str, deltas: Mapping[str, int]) -> None:
+        self.add_counters_many({namespace: deltas})
+
+    def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
+        """Every namespace's increments in one MULTI/EXEC (one round trip)."""
         client = self._conn()
+        if not deltas:
+            return
         with self._errors("add_counters"), client.pipeline(transaction=True) as pipe:
-            pipe.sadd(self._key("cns"), namespace)
-            for name, delta in deltas.items():
-                pipe.hincrby(self._key("c", namespace), name, delta)
+            pipe.sadd(self._key("cns"), *deltas)
+            for namespace, named in deltas.items():
+                for name, delta in named.items():
+                    pipe.hincrby(self._key("c", namespace), name, delta)
             pipe.execute()
 
     def read_counters(self, namespace: str | None = None) -> dict[str, int]:
