@@ -290,21 +290,34 @@ def _hash(query: str) -> str:
     return query_hash(normalize_query(query))
 
 
+@pytest.mark.parametrize(
+    ("ef_construction", "graph_rows"),
+    # ef_search 60 x sqrt(1M / 250k) = 120; a graph built with 64 (as earlier versions
+    # did) searches as if five times larger: 60 x sqrt(5 x 200k / 250k) = 120.
+    [(128, 1_000_000), (64, 200_000)],
+)
 def test_a_large_graph_is_searched_with_a_wider_ef_search(
-    postgres_dsn: str, stores: list[PostgresStore]
+    postgres_dsn: str, stores: list[PostgresStore], ef_construction: int, graph_rows: int
 ) -> None:
     schema = fresh()
-    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    store = open_store(
+        stores,
+        postgres_dsn,
+        schema,
+        exact_search_max_rows=100,
+        auto_index=False,
+        hnsw_ef_construction=ef_construction,
+    )
     data = vectors(300, 9)
     store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(data)])
     store.build_vector_indexes()
     store.close()
     with admin(postgres_dsn) as conn:
-        # The graph's size as its build recorded it, made as large as a 400k-row graph.
+        # The graph's size as its build recorded it, made as large as a larger graph.
         conn.execute(
-            "UPDATE pg_catalog.pg_class SET reltuples = 400000 WHERE relname = %s "
+            "UPDATE pg_catalog.pg_class SET reltuples = %s WHERE relname = %s "
             "AND relnamespace = %s::regnamespace",
-            [graph_name("big"), schema],
+            [graph_rows, graph_name("big"), schema],
         )
     with admin(postgres_dsn) as conn, tempfile.TemporaryFile() as trace:
         reader = PostgresStore(connection=conn, schema=schema, use_pgvector=True, ef_search=60)
@@ -319,8 +332,8 @@ def test_a_large_graph_is_searched_with_a_wider_ef_search(
         sent = trace.read().decode("utf-8", "replace").split("Sync")
         reader.close()
     assert found[0][0].query_hash == "b7" and small == []
-    # ef_search 60 x sqrt(400k / 100k) = 120 for the large graph, set for the search's
-    # transaction; 60 for a namespace without a graph.
+    # 120 for the large graph, set for the search's transaction; 60 for a namespace
+    # without a graph.
     first = next(part for part in sent if "set_config" in part or "'120'" in part)
     assert "'120'" in first and "'60'" not in first
     assert any("'60'" in part for part in sent if part is not first)
@@ -371,9 +384,9 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
     assert graph_name("big") in "\n".join(row[0] for row in explained)
     assert "hnsw" not in "\n".join(row[0] for row in exact_plan).lower()
     assert "idx_entry_vectors_ns" in "\n".join(row[0] for row in exact_plan)
-    # The graph's statement sets its ef_search before the walk: 100 x sqrt(20k / 50k)
-    # for the 20,000-row graph. The exact scan leaves the setting alone (it walks none).
-    for name, wanted in (("big", "63"), ("it's 100", "63"), ("big", "63")):
+    # The graph's statement sets its ef_search before the walk: 0.4 x 100 for the
+    # 20,000-row graph. The exact scan leaves the setting alone (it walks none).
+    for name, wanted in (("big", "40"), ("it's 100", "40"), ("big", "40")):
         store.search(name, data[name][2], k=1, now=T0)
         with store._source.borrow() as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == (wanted,)

@@ -4,28 +4,41 @@ from __future__ import annotations
 
 import pytest
 
-from mneme.stores.postgres.vector import EF_SEARCH_ROWS, HnswOptions
+from mneme.stores.postgres.vector import EF_SEARCH_ROWS, WELL_BUILT, HnswOptions
 
 
-def test_ef_search_is_the_setting_of_graphs_of_the_reference_sizes() -> None:
+def test_ef_search_is_the_setting_of_a_graph_of_the_reference_size() -> None:
     options = HnswOptions(ef_search=100)
-    sizes = (EF_SEARCH_ROWS // 2, 0.75 * EF_SEARCH_ROWS, EF_SEARCH_ROWS)
-    assert [options.ef_for(rows) for rows in sizes] == [100, 100, 100]
+    assert options.ef_for(EF_SEARCH_ROWS) == 100
+    assert options.ef_for(EF_SEARCH_ROWS, ef_construction=WELL_BUILT + 72) == 100
     assert options.ef_for(0) == 100  # size not known: as given
 
 
-def test_a_larger_graph_searches_wider_by_the_root_of_its_size() -> None:
+def test_a_graph_searches_by_the_root_of_its_size() -> None:
     options = HnswOptions(ef_search=100)
     assert options.ef_for(4 * EF_SEARCH_ROWS) == 200
-    assert options.ef_for(2.61 * EF_SEARCH_ROWS) == 162
+    assert options.ef_for(261_000) == 102
+    assert options.ef_for(122_250) == 70
+    assert options.ef_for(EF_SEARCH_ROWS / 4) == 50
     assert HnswOptions(ef_search=40).ef_for(9 * EF_SEARCH_ROWS) == 120
 
 
-def test_a_smaller_graph_searches_narrower_down_to_two_fifths() -> None:
+def test_a_small_graph_searches_with_no_less_than_two_fifths() -> None:
     options = HnswOptions(ef_search=100)
-    assert options.ef_for(EF_SEARCH_ROWS / 8) == 50
+    assert options.ef_for(40_000) == 40
     assert options.ef_for(1_500) == 40
     assert HnswOptions(ef_search=1).ef_for(1_500) == 1
+
+
+def test_a_graph_built_with_less_searches_as_if_five_times_larger() -> None:
+    options = HnswOptions(ef_search=100)
+    assert options.ef_for(261_000, ef_construction=64) == 228
+    assert options.ef_for(261_000, ef_construction=64) == options.ef_for(5 * 261_000)
+    assert options.ef_for(8_000, ef_construction=WELL_BUILT - 1) == 40
+
+
+def test_graphs_are_built_well_by_default() -> None:
+    assert HnswOptions().ef_construction == WELL_BUILT == 128
 
 
 def test_the_setting_stays_within_pgvectors_bound() -> None:

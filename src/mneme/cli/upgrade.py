@@ -44,7 +44,7 @@ def _postgres_meta(target: Target, command: str) -> Meta:
 @click.option("--pgvector", is_flag=True, help="Add the pgvector side table and HNSW index.")
 @click.option("--hnsw-m", default=16, show_default=True, help="HNSW graph degree.")
 @click.option(
-    "--hnsw-ef-construction", default=64, show_default=True, help="HNSW build candidate list."
+    "--hnsw-ef-construction", default=128, show_default=True, help="HNSW build candidate list."
 )
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def upgrade(

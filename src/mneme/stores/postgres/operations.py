@@ -57,6 +57,7 @@ from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, r
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
     LEGACY_INDEX_NAME,
+    WELL_BUILT,
     HnswOptions,
     VectorStatements,
     index_kind,
@@ -259,7 +260,7 @@ class PgCore:
         self._owned = False
         self._tuned: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         # Rows per namespace graph (for its ef_search), and when they were last read.
-        self._graph_rows: dict[str, float] = {}
+        self._graph_rows: dict[str, tuple[float, int]] = {}  # rows, ef_construction
         self._graph_rows_at = float("-inf")
         # Automatic graphs: rows written per namespace since its size was last checked,
         # and namespaces known to have (or be getting) a graph.
@@ -824,7 +825,7 @@ class PgCore:
 
     def _search_settings(self, namespace: str) -> list[str]:
         """ef_search for the namespace's graph [, max_scan_tuples], as set_config takes them."""
-        settings = [str(self._hnsw.ef_for(self._graph_rows.get(namespace, 0.0)))]
+        settings = [str(self._hnsw.ef_for(*self._graph_rows.get(namespace, (0.0, WELL_BUILT))))]
         if self._iterative:
             settings.append(str(self._hnsw.max_scan_tuples))
         return settings
@@ -855,7 +856,7 @@ class PgCore:
             return
         self._graph_rows_at = time.monotonic()
         rows = yield Atomic(_fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
-        self._graph_rows = {str(ns): float(n) for ns, n in rows}
+        self._graph_rows = {str(ns): (float(n), int(built)) for ns, n, built in rows}
 
     def _require_vectors(self) -> VectorStatements:
         if self._vec is None:

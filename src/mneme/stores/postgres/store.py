@@ -119,7 +119,7 @@ class PostgresStore(PgCore):
         schema: str = "mneme",
         use_pgvector: bool | Literal["auto"] = False,
         hnsw_m: int = 16,
-        hnsw_ef_construction: int = 64,
+        hnsw_ef_construction: int = 128,
         ef_search: int = 100,
         max_scan_tuples: int = 20_000,
         exact_search_max_rows: int = 1_000,

@@ -44,6 +44,7 @@ __all__ = [
     "META_DIM",
     "META_INDEX",
     "VECTOR_DIM_LIMIT",
+    "WELL_BUILT",
     "HnswOptions",
     "VectorStatements",
     "check_dim",
@@ -73,8 +74,12 @@ _NAMESPACE_STATEMENTS = 4096
 # The search parameters written into a prepared search statement.
 _WRITTEN_IN = frozenset({"ns", "k", "scan", "gate"})
 _EF_GATE = b"(SELECT set_config('hnsw.ef_search', '%d', false)) IS NOT NULL"
-# ef_search is the setting for graphs of half this many rows to this many (HnswOptions.ef_for).
-EF_SEARCH_ROWS = 100_000
+# ef_search is the setting for graphs of this many rows (HnswOptions.ef_for).
+EF_SEARCH_ROWS = 250_000
+# Graphs built with at least this ef_construction; those built with less (the default of
+# earlier versions) need a wider search for the same recall.
+WELL_BUILT = 128
+_EF_ROWS_LESS_BUILT = 50_000
 _EF_SCALE_MIN = 0.4
 
 
@@ -83,28 +88,28 @@ class HnswOptions:
     """Build and search settings of the HNSW path (constructor options)."""
 
     m: int = 16
-    ef_construction: int = 64
+    ef_construction: int = WELL_BUILT
     ef_search: int = 100
     max_scan_tuples: int = 20_000
     exact_search_max_rows: int = 1_000
 
-    def ef_for(self, graph_rows: float) -> int:
-        """The hnsw.ef_search of a search in a graph of ``graph_rows`` rows.
+    def ef_for(self, graph_rows: float, ef_construction: int = WELL_BUILT) -> int:
+        """The hnsw.ef_search of a search in a graph of ``graph_rows`` rows, built with
+        ``ef_construction``.
 
-        ``ef_search`` is the setting for graphs of ``EF_SEARCH_ROWS / 2`` to
-        ``EF_SEARCH_ROWS`` rows. A larger graph searches with ef_search x
-        sqrt(n / EF_SEARCH_ROWS), at most 1,000; a smaller one with ef_search x
-        sqrt(2n / EF_SEARCH_ROWS), no less than 0.4 x ef_search. Recall at a fixed
-        setting falls as a graph grows, and a search costs in proportion to the
-        setting (measured at dim 384: one 261k-row namespace, recall@1 0.975 at 100,
-        0.985 at 140, 0.993 at 200, about 0.8 ms per 40; namespaces of 5k-45k rows kept
-        0.99 at 40, while 53k-179k-row ones fell to 0.977 at 73-134)."""
+        ``ef_search`` is the setting for a graph of ``EF_SEARCH_ROWS`` rows; another
+        graph searches with ef_search x sqrt(n / EF_SEARCH_ROWS), from 0.4 x ef_search
+        up to 1,000. Recall at a fixed setting falls as a graph grows, and a walk costs
+        in proportion to the setting. Measured at dim 384 with m 16 and
+        ef_construction 128, recall@1 of paraphrases: 261k rows 0.983 at 56, 0.997 at
+        84-100; 122k rows 0.990 at 56, 0.997 at 70; 56k rows 0.990 at 32-40. A graph
+        built with less than ``WELL_BUILT`` (64, the default of earlier versions)
+        searches as if it were five times larger: 261k rows built with 64 had 0.963
+        at 100 and 0.993 at 240."""
         if graph_rows <= 0:  # not known (yet): as given
             return self.ef_search
-        if graph_rows >= EF_SEARCH_ROWS:
-            scale = math.sqrt(graph_rows / EF_SEARCH_ROWS)
-        else:
-            scale = max(_EF_SCALE_MIN, min(1.0, math.sqrt(2 * graph_rows / EF_SEARCH_ROWS)))
+        reference = EF_SEARCH_ROWS if ef_construction >= WELL_BUILT else _EF_ROWS_LESS_BUILT
+        scale = max(_EF_SCALE_MIN, math.sqrt(graph_rows / reference))
         return max(1, min(1000, round(self.ef_search * scale)))
 
     def __post_init__(self) -> None:
@@ -264,8 +269,11 @@ _SIDE_STATEMENTS = {
     "SELECT id FROM {schema}.entry_vectors WHERE fresh LIMIT %s FOR UPDATE SKIP LOCKED)",
     "any_fresh": "SELECT EXISTS (SELECT 1 FROM {schema}.entry_vectors WHERE fresh)",
     # Rows of each namespace's valid graph (its index's reltuples, set by the build and
-    # by VACUUM/ANALYZE), for the search's ef_search.
-    "graph_sizes": "SELECT g.namespace, c.reltuples FROM {schema}.vector_graphs g "
+    # by VACUUM/ANALYZE) and its ef_construction (pgvector's default, 64, when the
+    # index does not say), for the search's ef_search.
+    "graph_sizes": "SELECT g.namespace, c.reltuples, coalesce((SELECT split_part(o, '=', 2) "
+    "FROM unnest(c.reloptions) o WHERE o LIKE 'ef\\_construction=%%'), '64')::int "
+    "FROM {schema}.vector_graphs g "
     "JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s "
     "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid AND i.indisvalid",
