@@ -20,6 +20,7 @@ SETTINGS = (
     "max_parallel_maintenance_workers",
     "max_parallel_workers_per_gather",
     "effective_cache_size",
+    "max_wal_size",
     "jit",
     "synchronous_commit",
 )
@@ -39,6 +40,24 @@ def server_info(dsn: str) -> dict[str, Any]:
         ).fetchone()
         info["pgvector"] = None if row is None else str(row[0])
     return info
+
+
+def settle(dsn: str, wait_s: float = 300.0) -> float:
+    """CHECKPOINT, then wait until no autovacuum worker runs (at most ``wait_s``):
+    seconds waited."""
+    import psycopg
+
+    began = time.perf_counter()
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        while time.perf_counter() - began < wait_s:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+            ).fetchone()
+            if row is None or row[0] == 0:
+                break
+            time.sleep(0.5)
+    return time.perf_counter() - began
 
 
 def maintenance_work_mem_mb(rows: int, dim: int) -> int:
@@ -85,8 +104,10 @@ def pg_sizes(dsn: str, schema: str) -> dict[str, Any]:
 
 
 def analyze(dsn: str, schema: str) -> float:
-    """ANALYZE every table of the schema, as an operator would after a bulk load (the
-    planner's choice between a graph and an exact scan depends on it); seconds."""
+    """VACUUM (ANALYZE) every table of the schema, as an operator would after a bulk
+    load (the planner's choice between a graph and an exact scan depends on the
+    statistics; autovacuum would otherwise do it later, during the next measurement);
+    seconds."""
     import psycopg
     from psycopg import sql
 
@@ -94,7 +115,7 @@ def analyze(dsn: str, schema: str) -> float:
     with psycopg.connect(dsn, autocommit=True) as conn:
         tables = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = %s", [schema])
         for (table,) in tables.fetchall():
-            conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+            conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(sql.Identifier(schema, table)))
     return time.perf_counter() - started
 
 

