@@ -17,6 +17,7 @@ from psycopg import sql
 from cli_helpers import EMBEDDER, fill_postgres, fill_sqlite, mneme, popen
 from mneme import SemanticCache
 from mneme.stores.postgres.store import PostgresStore
+from mneme.stores.postgres.vector import HnswOptions
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -201,7 +202,8 @@ def test_doctor_reports_problems_with_their_fixes(
     out = result.stdout
     assert f"fail  index: {pg_schema}.broken is invalid" in out
     assert f"fix: REINDEX INDEX CONCURRENTLY {pg_schema}.broken" in out
-    assert "warn  graphs: 1 namespace(s) above 1,000 rows have no HNSW graph" in out
+    threshold = HnswOptions().exact_search_max_rows
+    assert f"warn  graphs: 1 namespace(s) above {threshold:,} rows have no HNSW graph" in out
     assert "warn  vector storage: entry_vectors.embedding has attstorage 'x'" in out
     assert "SET STORAGE MAIN" in out
     assert "warn  maintenance_work_mem: 1MB" in out
@@ -465,7 +467,7 @@ def test_ctrl_c_during_the_upgrade_then_running_it_again_resumes(
     # A deliberately slow build, so the interrupt lands inside it.
     slow = ["--hnsw-m", "48", "--hnsw-ef-construction", "400"]
     proc = popen("upgrade", "--pgvector", postgres_dsn, "--schema", pg_schema, *slow)
-    _wait_for(proc, "index: 0 / 6,000 entries")  # the one namespace above 1,000 rows
+    _wait_for(proc, "index: 0 / 6,000 entries")  # the one namespace with a graph
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)

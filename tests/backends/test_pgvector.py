@@ -3,6 +3,7 @@ its failure modes, on real servers (embedded PostgreSQL 18 + pgvector; stock 15)
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import tempfile
@@ -541,6 +542,48 @@ def test_semantic_hit_touch_is_deferred_and_still_orders_eviction(
 
 
 # -- in-place upgrade --------------------------------------------------------------
+
+
+def _namespace_runs(dsn: str, schema: str) -> int:
+    """Runs of one namespace in the side table's physical order (ctid)."""
+    with admin(dsn) as conn:
+        names: list[str] = [
+            str(row[0])
+            for row in conn.execute(
+                sql.SQL("SELECT namespace FROM {}.entry_vectors ORDER BY ctid").format(
+                    sql.Identifier(schema)
+                )
+            )
+        ]
+    return 1 + sum(a != b for a, b in itertools.pairwise(names))
+
+
+@pytest.mark.parametrize("how", ["put_many", "upgrade"])
+def test_batches_write_side_rows_namespace_by_namespace(
+    postgres_dsn: str, opened_stores: list[PostgresStore], how: str
+) -> None:
+    """An exact scan of a small namespace reads its rows' heap pages: written together,
+    they share a few pages instead of one each. Entries arrive interleaved (five
+    namespaces in turn); a batch's side rows land grouped by namespace."""
+    dim, n = 16, 2_000
+    rng = np.random.default_rng(5)
+    entries = [
+        entry(f"k{i}", unit(rng.standard_normal(dim)), namespace=f"ns{i % 5}") for i in range(n)
+    ]
+    schema = fresh()
+    if how == "put_many":
+        store = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+        store.insert_many(entries)
+    else:
+        load_then_index(opened_stores, postgres_dsn, entries, dim)
+        schema = opened_stores[-1].schema
+    with admin(postgres_dsn) as conn:
+        counted = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.entry_vectors").format(sql.Identifier(schema))
+        ).fetchone()
+    assert counted == (n,)
+    # One batch of 2,000 (a single put_many, a single backfill batch): one run per namespace.
+    assert _namespace_runs(postgres_dsn, schema) == 5
 
 
 def test_upgrade_in_place_while_another_process_writes(

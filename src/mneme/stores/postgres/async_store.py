@@ -128,7 +128,7 @@ class AsyncPostgresStore(PgCore):
         hnsw_ef_construction: int = 128,
         ef_search: int = 100,
         max_scan_tuples: int = 20_000,
-        exact_search_max_rows: int = 1_000,
+        exact_search_max_rows: int = 250,
         auto_index: bool = True,
         connect_timeout: float = 10.0,
         progress: ProgressFn | None = None,
