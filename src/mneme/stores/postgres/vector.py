@@ -91,10 +91,10 @@ class HnswOptions:
     ef_construction: int = WELL_BUILT
     ef_search: int = 100
     max_scan_tuples: int = 20_000
-    # A namespace's rows lie on one heap page each once single puts have interleaved
-    # tenants: an exact scan then cost ~0.45 us per row over a walk's ~0.2 ms, and a
-    # graph answered faster from about 150 rows up (350-910 rows: 0.28-0.53 ms exact,
-    # 0.20-0.27 ms walked).
+    # Once single puts have interleaved tenants, a namespace's rows lie one per heap
+    # page: an exact scan costs ~0.13 ms + 0.45 us a row, a walk ~0.2 ms, so a graph
+    # answers faster from about 150 rows (350-910 rows: 0.28-0.53 ms exact, 0.20-0.27
+    # ms walked).
     exact_search_max_rows: int = 250
 
     def ef_for(self, graph_rows: float, ef_construction: int = WELL_BUILT) -> int:
