@@ -492,7 +492,7 @@ def load(
         if kind != "sqlite":
             waited = _pg.settle(dsn)
             log(f"  {kind}: server quiet after {waited:.1f} s (checkpoint, autovacuum)")
-        limit = min(case.n, direct_rows) if kind == "pgvector" else case.n
+        limit = direct_rows if kind == "pgvector" else case.n
         cache = SemanticCache(store=m.make_store(specs[kind]), **m.cache_kwargs(specs[kind]))
         seconds, rows = 0.0, 0
         began = last = time.perf_counter()

@@ -230,12 +230,6 @@ _SIDE_STATEMENTS = {
     "AS u(id, namespace, expires_at, embedding) JOIN {schema}.entries e ON e.id = u.id "
     "ORDER BY u.namespace, u.id "
     "{side_upsert}",
-    "side_fill": "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
-    "SELECT u.id, u.namespace, u.expires_at, u.embedding "
-    "FROM unnest(%s::bigint[], %s::text[], %s::bigint[], %b::vector[]) "
-    "AS u(id, namespace, expires_at, embedding) JOIN {schema}.entries e ON e.id = u.id "
-    "ORDER BY u.namespace, u.id "
-    "ON CONFLICT (id) DO NOTHING",
     "missing": "SELECT e.id, e.namespace, e.created_at, e.ttl, e.embedding "
     "FROM {schema}.entries e WHERE e.id > %s AND NOT EXISTS "
     "(SELECT 1 FROM {schema}.entry_vectors v WHERE v.id = e.id) ORDER BY e.id LIMIT %s",
@@ -304,6 +298,12 @@ _SIDE_STATEMENTS = {
 # another namespace). The namespace is a parameter, so one prepared statement and one
 # plan serve every such namespace on a connection, instead of one each: with more small
 # tenants than a connection keeps statements, every search was planned anew.
+# The upgrade's backfill: the same rows, but a row already there (written meanwhile by
+# a store that keeps the side table) is left as it is.
+_SIDE_STATEMENTS["side_fill"] = _SIDE_STATEMENTS["side_upsert"].replace(
+    "{side_upsert}", "ON CONFLICT (id) DO NOTHING"
+)
+
 for _name in ("search", "lookup"):
     _SIDE_STATEMENTS[f"{_name}_exact"] = _SIDE_STATEMENTS[_name].replace(
         "AND %(gate)s ORDER BY {approx} LIMIT", "AND %(gate)s ORDER BY ({approx}) + 0 LIMIT"
