@@ -451,8 +451,8 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
                 conn.pgconn.untrace()
             trace.seek(0)
             sent = trace.read().decode("utf-8", "replace")
-        # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.4 x 77.
-        assert "hnsw.ef_search" in sent and "'31'" in sent
+        # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.2 x 77.
+        assert "hnsw.ef_search" in sent and "'15'" in sent
         assert conn.execute("SHOW hnsw.ef_search").fetchone() == default
         assert conn.execute("SHOW hnsw.iterative_scan").fetchone() == ("off",)
         indexdef = conn.execute(
@@ -462,6 +462,39 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
         store.close()
     assert indexdef is not None
     assert "m='24'" in indexdef[0] and "ef_construction='100'" in indexdef[0]
+
+
+def test_a_walk_is_never_narrower_than_the_rows_asked_for(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    rng = np.random.default_rng(11)
+    vs = clustered(rng, 60, 16)
+    with admin(postgres_dsn) as conn:
+        store = PostgresStore(
+            connection=conn,
+            schema=pg_schema,
+            use_pgvector=True,
+            ef_search=1,
+            exact_search_max_rows=0,
+        )
+        store.open(fp(16), 16)
+        store.insert_many([entry(f"k{i}", v) for i, v in enumerate(vs)])
+        assert store.build_vector_indexes() == ["default"]
+        with tempfile.TemporaryFile() as trace:
+            conn.pgconn.trace(trace.fileno())
+            try:
+                found = store.search("default", vs[0], k=7, now=T0)
+            finally:
+                conn.pgconn.untrace()
+            trace.seek(0)
+            sent = trace.read().decode("utf-8", "replace")
+        store.close()
+    # ef_search 1 scales to 1 for this graph; the walk is widened to the 7 rows asked for.
+    assert "hnsw.ef_search" in sent and "'7'" in sent
+    want = np.argsort(-(vs @ vs[0]), kind="stable")[:7]
+    assert [e.query_hash for e, _ in found] == [f"k{i}" for i in want]
+    sims = [s for _, s in found]
+    assert sims == sorted(sims, reverse=True)
 
 
 def test_search_inside_a_callers_transaction_leaves_its_settings(

@@ -384,9 +384,9 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
     assert graph_name("big") in "\n".join(row[0] for row in explained)
     assert "hnsw" not in "\n".join(row[0] for row in exact_plan).lower()
     assert "idx_entry_vectors_ns" in "\n".join(row[0] for row in exact_plan)
-    # The graph's statement sets its ef_search before the walk: 0.4 x 100 for the
-    # 20,000-row graph. The exact scan leaves the setting alone (it walks none).
-    for name, wanted in (("big", "40"), ("it's 100", "40"), ("big", "40")):
+    # The graph's statement sets its ef_search before the walk: 100 x sqrt(20k / 250k)
+    # for the 20,000-row graph. The exact scan leaves the setting alone (it walks none).
+    for name, wanted in (("big", "28"), ("it's 100", "28"), ("big", "28")):
         store.search(name, data[name][2], k=1, now=T0)
         with store._source.borrow() as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == (wanted,)

@@ -23,10 +23,12 @@ def test_a_graph_searches_by_the_root_of_its_size() -> None:
     assert HnswOptions(ef_search=40).ef_for(9 * EF_SEARCH_ROWS) == 120
 
 
-def test_a_small_graph_searches_with_no_less_than_two_fifths() -> None:
+def test_a_small_graph_searches_with_no_less_than_one_fifth() -> None:
     options = HnswOptions(ef_search=100)
     assert options.ef_for(40_000) == 40
-    assert options.ef_for(1_500) == 40
+    assert options.ef_for(26_000) == 32
+    assert options.ef_for(10_000) == 20
+    assert options.ef_for(1_500) == 20
     assert HnswOptions(ef_search=1).ef_for(1_500) == 1
 
 
