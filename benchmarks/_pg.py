@@ -149,6 +149,21 @@ class SearchSQL:
             return dict(prepared[1])
         return {"ns": namespace, "q": vector, "now": now, "k": k, "scan": max(k, 20)}
 
+    def bound(self, store: Any, conn: Any, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The statement the store itself sends for ``params`` on ``conn``, and its
+        values: for a namespace with a graph the namespace, limits and ef_search are
+        written in (one prepared plan per namespace), else the shared exact scan."""
+        try:
+            namespace, k = params["ns"], int(params["k"])
+            if not store._graph_known(namespace):
+                return store._vec.rendered("search_exact", conn), params
+            ef = int(store._search_settings(namespace, k)[0])
+            statement = store._vec.for_namespace("search", params, ef, conn)
+            written = ("ns", "k", "scan", "gate")
+            return statement, {key: v for key, v in params.items() if key not in written}
+        except (AttributeError, KeyError, TypeError):
+            return self.statement, params
+
 
 def search_sql(store: Any, schema: str) -> SearchSQL:
     """Read the statement and settings from the store (private attributes: this is a

@@ -266,9 +266,11 @@ def _floor_table(result: dict[str, Any]) -> list[str]:
         "",
         "## pgvector: a Layer-2 hit against its floor",
         "",
-        "The same paraphrase queries (Layer-1 misses, Layer-2 hits), interleaved: the store's "
-        "search statement run by hand on a tuned connection (*bare SQL*), "
-        "`PostgresStore.search` alone, and `SemanticCache.get`. p50 / p99 ms.",
+        "The same paraphrase queries (Layer-1 misses, Layer-2 hits), taking turns (each turn "
+        "gives the three different queries, so no walk finds its pages in the CPU caches): "
+        "the store's own statement for the namespace run by hand, prepared, on a connection "
+        "of its own (*bare SQL*), `PostgresStore.search` alone, and `SemanticCache.get`. "
+        "p50 / p99 ms.",
         "",
         "| case | bare SQL | store.search | cache.get | get - search (p50) | get - SQL (p50) "
         "| get answered by |",

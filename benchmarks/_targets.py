@@ -87,11 +87,12 @@ def _floor(case: Case, _: dict[str, Any]) -> tuple[bool | None, str]:
     f = None if row is None else row.get("floor")
     if not f:
         return None, "not measured"
-    d = f["get_minus_search_ms"]
+    # The floor is the store's own statement run by hand, prepared (the bare SQL).
+    d = f["get_minus_sql_ms"]
     return d <= LIMITS["floor_ms"], (
-        f"get {f['get']['p50']:.3f} ms, store.search {f['search']['p50']:.3f} ms "
-        f"(difference {d:+.3f} ms); bare SQL {f['sql']['p50']:.3f} ms "
-        f"(get - SQL {f['get_minus_sql_ms']:+.3f} ms)"
+        f"get {f['get']['p50']:.3f} ms, bare SQL {f['sql']['p50']:.3f} ms "
+        f"(difference {d:+.3f} ms); store.search {f['search']['p50']:.3f} ms "
+        f"(get - search {f['get_minus_search_ms']:+.3f} ms)"
     )
 
 
@@ -161,7 +162,7 @@ TARGETS: list[tuple[str, tuple[int, int, int], Check]] = [
     ("recall@1 ≥ 0.98 in every size class, 1M x 384, 1,000 ns", (10**6, 384, 1000), _recall),
     ("semantic hit p50 ≤ 3 ms, 1M x 384, 1,000 ns", (10**6, 384, 1000), _hit("p50", 3.0)),
     ("pgvector hit p50 ≤ BYTEA + NumPy hit p50, 100k x 384", (10**5, 384, 50), _vs_bytea),
-    ("Layer-2 get - store.search ≤ 0.3 ms (p50), 10k x 384", (10**4, 384, 50), _floor),
+    ("Layer-2 get - bare SQL ≤ 0.3 ms (p50), 10k x 384", (10**4, 384, 50), _floor),
     ("put p50 ≤ 3 ms, every index live, 1M x 384, 50 ns", (10**6, 384, 50), _put),
     ("put p50 ≤ 3 ms, every index live, 1M x 384, 1,000 ns", (10**6, 384, 1000), _put),
     ("put_many ≥ 10k entries/s into a pgvector store", (0, 0, 0), _load),
