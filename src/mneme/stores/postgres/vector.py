@@ -238,10 +238,11 @@ _SIDE_STATEMENTS = {
     "count_side": "SELECT count(*) FROM {schema}.entry_vectors",
     "analyze": "ANALYZE {schema}.entry_vectors",
     # The namespace's own graph (partial index) or an exact scan, chosen by the planner
-    # on a custom plan. Relaxed-order index scans return matches roughly best first, so
-    # the scan takes a few more than k; MATERIALIZED and "d + 0" keep the planner from
-    # trusting that order, and the sort restores it. Only the best k are joined with
-    # their entries (the side row and its entry are deleted together).
+    # on a custom plan. A walk's first pass is in exact order (ef_search is never below
+    # k), but a relaxed-order iterative scan that goes on past it is not: MATERIALIZED
+    # and "d + 0" keep the planner from trusting that order, and the sort restores it.
+    # Only the best k are joined with their entries (the side row and its entry are
+    # deleted together).
     # %(gate)s is true, or in a statement prepared for one namespace on the store's own
     # connection a one-time filter that sets that graph's hnsw.ef_search: it runs before
     # the walk starts, which reads the setting at its first row.
