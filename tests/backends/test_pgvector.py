@@ -11,9 +11,9 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +29,7 @@ from mneme.testing import HashingEmbedder
 
 pytestmark = pytest.mark.backend("pgvector")
 
+T = TypeVar("T")
 T0 = int(time.time()) - 60  # recent: the cache's confidence halves per day of age
 
 
@@ -423,6 +424,18 @@ def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: s
 # -- knobs and session hygiene -----------------------------------------------------
 
 
+def traced(conn: psycopg.Connection[Any], call: Callable[[], T]) -> tuple[T, str]:
+    """``call()``'s result and the protocol messages it sent and received on ``conn``."""
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            result = call()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return result, trace.read().decode("utf-8", "replace")
+
+
 def test_knobs_reach_the_index_and_search_settings_stay_local(
     postgres_dsn: str, pg_schema: str
 ) -> None:
@@ -443,14 +456,8 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
         v = unit(np.arange(1, 9, dtype=np.float64))
         store.insert(entry("a", v))
         assert store.build_vector_indexes() == ["default"]
-        with tempfile.TemporaryFile() as trace:
-            conn.pgconn.trace(trace.fileno())
-            try:
-                assert store.search("default", v, k=3, now=T0)[0][0].query_hash == "a"
-            finally:
-                conn.pgconn.untrace()
-            trace.seek(0)
-            sent = trace.read().decode("utf-8", "replace")
+        found, sent = traced(conn, lambda: store.search("default", v, k=3, now=T0))
+        assert found[0][0].query_hash == "a"
         # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.2 x 77.
         assert "hnsw.ef_search" in sent and "'15'" in sent
         assert conn.execute("SHOW hnsw.ef_search").fetchone() == default
@@ -480,14 +487,7 @@ def test_a_walk_is_never_narrower_than_the_rows_asked_for(
         store.open(fp(16), 16)
         store.insert_many([entry(f"k{i}", v) for i, v in enumerate(vs)])
         assert store.build_vector_indexes() == ["default"]
-        with tempfile.TemporaryFile() as trace:
-            conn.pgconn.trace(trace.fileno())
-            try:
-                found = store.search("default", vs[0], k=7, now=T0)
-            finally:
-                conn.pgconn.untrace()
-            trace.seek(0)
-            sent = trace.read().decode("utf-8", "replace")
+        found, sent = traced(conn, lambda: store.search("default", vs[0], k=7, now=T0))
         store.close()
     # ef_search 1 scales to 1 for this graph; the walk is widened to the 7 rows asked for.
     assert "hnsw.ef_search" in sent and "'7'" in sent
