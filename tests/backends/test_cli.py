@@ -151,6 +151,7 @@ def test_doctor_on_postgres_before_and_after_the_upgrade(pg_cache: list[str]) ->
     assert found["pgvector"]["level"] == "ok"
     assert found["layer 2"]["level"] == "info"  # pgvector there, not used by this schema
     assert "mneme upgrade --pgvector" in found["layer 2"]["fix"]
+    assert "shared_buffers" not in found  # no graphs, no side table to hold
     assert before["problems"] == 0
     assert mneme("upgrade", "--pgvector", *pg_cache).returncode == 0
     after = mneme("doctor", *pg_cache)
@@ -161,6 +162,7 @@ def test_doctor_on_postgres_before_and_after_the_upgrade(pg_cache: list[str]) ->
         "ok    entry storage: entries keeps rows in line (toast_tuple_target=8160)",
     ):
         assert line in after.stdout
+    assert "holds the HNSW graphs and the side table (graphs " in after.stdout
 
 
 def test_doctor_reports_problems_with_their_fixes(
