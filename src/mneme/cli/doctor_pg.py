@@ -271,14 +271,19 @@ class _Checks:
         )
 
     def _search_memory(self) -> None:
-        have, graphs, side = self.one(
+        row = self.one(
             "SELECT pg_size_bytes(current_setting('shared_buffers')), "
             "(SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) "
             "FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
-            "WHERE i.indrelid = to_regclass(%s) AND c.relname LIKE %s), "
-            "pg_table_size(to_regclass(%s))",
-            [self.qualified("entry_vectors"), GRAPH_PREFIX + "%", self.qualified("entry_vectors")],
+            "WHERE i.indrelid = t.oid AND starts_with(c.relname, %s)), pg_table_size(t.oid) "
+            "FROM pg_catalog.pg_class t "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace "
+            "WHERE n.nspname = %s AND t.relname = 'entry_vectors'",
+            [GRAPH_PREFIX, self.schema],
         )
+        if row is None:  # no side table: reported by the side-table check
+            return
+        have, graphs, side = row
         level, detail = search_memory(int(have), int(graphs), int(side))
         fix = None
         if level != "ok":
