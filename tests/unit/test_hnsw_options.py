@@ -45,6 +45,14 @@ def test_graphs_are_built_well_by_default() -> None:
 
 def test_the_setting_stays_within_pgvectors_bound() -> None:
     assert HnswOptions(ef_search=900).ef_for(100 * EF_SEARCH_ROWS) == 1000
+    assert HnswOptions().ef_for(1_500, at_least=5_000) == 1000
+
+
+def test_a_walk_is_never_narrower_than_the_rows_asked_for() -> None:
+    options = HnswOptions(ef_search=100)
+    assert options.ef_for(1_500, at_least=30) == 30
+    assert options.ef_for(1_500, at_least=3) == 20
+    assert options.ef_for(0, at_least=150) == 150  # size not known
 
 
 @pytest.mark.parametrize(

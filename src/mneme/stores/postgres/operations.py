@@ -100,7 +100,6 @@ _COPY_AT_LEAST = 256
 LOAD_QUIET_S = 10.0
 # How often a searching store reads its graphs' sizes again.
 _GRAPH_SIZES_EVERY_S = 60.0
-_EF_SEARCH_MAX = 1_000  # pgvector's bound of hnsw.ef_search
 # A namespace's size is checked for a graph every this many rows written to it.
 _CHECK_EVERY = 500
 # A single write into a namespace with a graph leaves its row fresh (out of the graph,
@@ -826,11 +825,10 @@ class PgCore:
         return vec, params
 
     def _search_settings(self, namespace: str, k: int) -> list[str]:
-        """ef_search for the namespace's graph [, max_scan_tuples], as set_config takes
-        them. Never below ``k``: a walk that finds fewer than the rows asked for goes on
-        in a second pass (iterative scans), or returns fewer (pgvector before 0.8)."""
-        ef = max(k, self._hnsw.ef_for(*self._graph_rows.get(namespace, (0.0, WELL_BUILT))))
-        settings = [str(min(ef, _EF_SEARCH_MAX))]
+        """ef_search of a search for ``k`` rows in the namespace's graph [,
+        max_scan_tuples], as set_config takes them."""
+        rows, built = self._graph_rows.get(namespace, (0.0, WELL_BUILT))
+        settings = [str(self._hnsw.ef_for(rows, built, at_least=k))]
         if self._iterative:
             settings.append(str(self._hnsw.max_scan_tuples))
         return settings

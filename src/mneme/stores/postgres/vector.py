@@ -74,6 +74,8 @@ _NAMESPACE_STATEMENTS = 4096
 # The search parameters written into a prepared search statement.
 _WRITTEN_IN = frozenset({"ns", "k", "scan", "gate"})
 _EF_GATE = b"(SELECT set_config('hnsw.ef_search', '%d', false)) IS NOT NULL"
+# pgvector's bound of hnsw.ef_search.
+EF_SEARCH_MAX = 1_000
 # ef_search is the setting for graphs of this many rows (HnswOptions.ef_for).
 EF_SEARCH_ROWS = 250_000
 # Graphs built with at least this ef_construction; those built with less (the default of
@@ -97,9 +99,13 @@ class HnswOptions:
     # ms walked).
     exact_search_max_rows: int = 250
 
-    def ef_for(self, graph_rows: float, ef_construction: int = WELL_BUILT) -> int:
-        """The hnsw.ef_search of a search in a graph of ``graph_rows`` rows, built with
-        ``ef_construction``.
+    def ef_for(
+        self, graph_rows: float, ef_construction: int = WELL_BUILT, at_least: int = 1
+    ) -> int:
+        """The hnsw.ef_search of a search for ``at_least`` rows in a graph of
+        ``graph_rows`` rows, built with ``ef_construction``. Never below ``at_least``: a
+        walk that finds fewer than the rows asked for goes on in a second pass
+        (iterative scans), or returns fewer (pgvector before 0.8).
 
         ``ef_search`` is the setting for a graph of ``EF_SEARCH_ROWS`` rows; another
         graph searches with ef_search x sqrt(n / EF_SEARCH_ROWS), from 0.2 x ef_search
@@ -111,18 +117,18 @@ class HnswOptions:
         built with less than ``WELL_BUILT`` (64, the default of earlier versions)
         searches as if it were five times larger: 261k rows built with 64 had 0.963
         at 100 and 0.993 at 240."""
-        if graph_rows <= 0:  # not known (yet): as given
-            return self.ef_search
-        reference = EF_SEARCH_ROWS if ef_construction >= WELL_BUILT else _EF_ROWS_LESS_BUILT
-        scale = max(_EF_SCALE_MIN, math.sqrt(graph_rows / reference))
-        return max(1, min(1000, round(self.ef_search * scale)))
+        ef = self.ef_search
+        if graph_rows > 0:  # else not known (yet): as given
+            reference = EF_SEARCH_ROWS if ef_construction >= WELL_BUILT else _EF_ROWS_LESS_BUILT
+            ef = round(ef * max(_EF_SCALE_MIN, math.sqrt(graph_rows / reference)))
+        return max(1, min(EF_SEARCH_MAX, max(at_least, ef)))
 
     def __post_init__(self) -> None:
         # pgvector's own bounds, checked here so a typo fails at construction.
         bounds = {
             "hnsw_m": (self.m, 2, 100),
             "hnsw_ef_construction": (self.ef_construction, 4, 1000),
-            "ef_search": (self.ef_search, 1, 1000),
+            "ef_search": (self.ef_search, 1, EF_SEARCH_MAX),
             "max_scan_tuples": (self.max_scan_tuples, 1, 2**31 - 1),
             "exact_search_max_rows": (self.exact_search_max_rows, 0, 2**31 - 2),
         }
