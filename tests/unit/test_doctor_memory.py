@@ -8,16 +8,18 @@ MB = 1024 * 1024
 
 
 def test_buffers_that_hold_the_graphs_and_side_table_pass() -> None:
-    level, detail = search_memory(8192 * MB, 2000 * MB, 1900 * MB)
+    level, detail, fix = search_memory(8192 * MB, 2000 * MB, 1900 * MB)
     assert level == "ok"
+    assert fix is None
     assert detail == (
         "8192MB: holds the HNSW graphs and the side table (graphs 2000MB + side table 1900MB)"
     )
 
 
 def test_buffers_smaller_than_both_warn_with_the_sizes() -> None:
-    level, detail = search_memory(2048 * MB, 2000 * MB, 1900 * MB)
+    level, detail, fix = search_memory(2048 * MB, 2000 * MB, 1900 * MB)
     assert level == "warn"
+    assert fix is not None and fix.startswith("ALTER SYSTEM SET shared_buffers = '3900MB' or more")
     assert detail.startswith("2048MB, smaller than the HNSW graphs and the side table")
     assert "(graphs 2000MB + side table 1900MB = 3900MB)" in detail
 

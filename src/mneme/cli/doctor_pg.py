@@ -283,14 +283,7 @@ class _Checks:
         )
         if row is None:  # no side table: reported by the side-table check
             return
-        have, graphs, side = row
-        level, detail = search_memory(int(have), int(graphs), int(side))
-        fix = None
-        if level != "ok":
-            fix = (
-                f"ALTER SYSTEM SET shared_buffers = '{_mb((int(graphs) + int(side)) // 1024)}' "
-                "or more, then restart the server (it is shared by every database on it)"
-            )
+        level, detail, fix = search_memory(*(int(size) for size in row))
         self.add(level, "shared_buffers", detail, fix)
 
     def _storage(self) -> None:
@@ -364,18 +357,21 @@ class _Checks:
         return f"TARGET --schema {self.schema}"
 
 
-def search_memory(shared_buffers: int, graphs: int, side_table: int) -> tuple[str, str]:
-    """(level, detail) of the search's memory check, sizes in bytes. A walk reads its
+def search_memory(shared_buffers: int, graphs: int, side_table: int) -> tuple[str, str, str | None]:
+    """(level, detail, fix) of the search's memory check, sizes in bytes. A walk reads its
     graph's pages and a few side-table pages at random: from shared buffers when they
     fit, else many from the kernel's page cache (at 1M rows, 3.9 GB of both: a get took
     3.14 ms p50 with 4GB of shared_buffers, 1.94 ms with 8GB)."""
     have, need = _mb(shared_buffers // 1024), _mb((graphs + side_table) // 1024)
     sizes = f"graphs {_mb(graphs // 1024)} + side table {_mb(side_table // 1024)}"
     if shared_buffers >= graphs + side_table:
-        return "ok", f"{have}: holds the HNSW graphs and the side table ({sizes})"
-    return "warn", (
+        return "ok", f"{have}: holds the HNSW graphs and the side table ({sizes})", None
+    return (
+        "warn",
         f"{have}, smaller than the HNSW graphs and the side table ({sizes} = {need}): "
-        "searches read part of them from the kernel's page cache, which is slower"
+        "searches read part of them from the kernel's page cache, which is slower",
+        f"ALTER SYSTEM SET shared_buffers = '{need}' or more, then restart the server (it is "
+        "shared by every database on it)",
     )
 
 
