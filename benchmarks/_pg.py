@@ -154,14 +154,15 @@ class SearchSQL:
         values: for a namespace with a graph the namespace, limits and ef_search are
         written in (one prepared plan per namespace), else the shared exact scan."""
         try:
+            from mneme.stores.postgres.vector import _WRITTEN_IN
+
             namespace, k = params["ns"], int(params["k"])
             if not store._graph_known(namespace):
                 return store._vec.rendered("search_exact", conn), params
             ef = int(store._search_settings(namespace, k)[0])
             statement = store._vec.for_namespace("search", params, ef, conn)
-            written = ("ns", "k", "scan", "gate")
-            return statement, {key: v for key, v in params.items() if key not in written}
-        except (AttributeError, KeyError, TypeError):
+            return statement, {key: v for key, v in params.items() if key not in _WRITTEN_IN}
+        except (ImportError, AttributeError, KeyError, TypeError):
             return self.statement, params
 
 
