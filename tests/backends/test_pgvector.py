@@ -458,8 +458,8 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
         assert store.build_vector_indexes() == ["default"]
         found, sent = traced(conn, lambda: store.search("default", v, k=3, now=T0))
         assert found[0][0].query_hash == "a"
-        # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.2 x 77.
-        assert "hnsw.ef_search" in sent and "'15'" in sent
+        # Sent as set_config(..., true): 77 scaled to a one-row graph, 0.1 x 77.
+        assert "hnsw.ef_search" in sent and "'8'" in sent
         assert conn.execute("SHOW hnsw.ef_search").fetchone() == default
         assert conn.execute("SHOW hnsw.iterative_scan").fetchone() == ("off",)
         indexdef = conn.execute(

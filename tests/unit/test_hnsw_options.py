@@ -23,12 +23,14 @@ def test_a_graph_searches_by_the_root_of_its_size() -> None:
     assert HnswOptions(ef_search=40).ef_for(9 * EF_SEARCH_ROWS) == 120
 
 
-def test_a_small_graph_searches_with_no_less_than_one_fifth() -> None:
+def test_a_small_graph_searches_with_no_less_than_one_tenth() -> None:
     options = HnswOptions(ef_search=100)
     assert options.ef_for(40_000) == 40
     assert options.ef_for(26_000) == 32
     assert options.ef_for(10_000) == 20
-    assert options.ef_for(1_500) == 20
+    assert options.ef_for(5_730) == 15
+    assert options.ef_for(2_500) == 10
+    assert options.ef_for(1_500) == 10
     assert HnswOptions(ef_search=1).ef_for(1_500) == 1
 
 
@@ -51,7 +53,8 @@ def test_the_setting_stays_within_pgvectors_bound() -> None:
 def test_a_walk_is_never_narrower_than_the_rows_asked_for() -> None:
     options = HnswOptions(ef_search=100)
     assert options.ef_for(1_500, at_least=30) == 30
-    assert options.ef_for(1_500, at_least=3) == 20
+    assert options.ef_for(1_500, at_least=3) == 10
+    assert options.ef_for(1_500, at_least=12) == 12
     assert options.ef_for(0, at_least=150) == 150  # size not known
 
 

@@ -82,7 +82,7 @@ EF_SEARCH_ROWS = 250_000
 # earlier versions) need a wider search for the same recall.
 WELL_BUILT = 128
 _EF_ROWS_LESS_BUILT = 50_000
-_EF_SCALE_MIN = 0.2
+_EF_SCALE_MIN = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,12 +108,13 @@ class HnswOptions:
         (iterative scans), or returns fewer (pgvector before 0.8).
 
         ``ef_search`` is the setting for a graph of ``EF_SEARCH_ROWS`` rows; another
-        graph searches with ef_search x sqrt(n / EF_SEARCH_ROWS), from 0.2 x ef_search
+        graph searches with ef_search x sqrt(n / EF_SEARCH_ROWS), from 0.1 x ef_search
         up to 1,000. Recall at a fixed setting falls as a graph grows, and a walk costs
         in proportion to the setting. Measured at dim 384 with m 16 and
         ef_construction 128, recall@1 of paraphrases: 261k rows 0.983 at 56, 0.997 at
         84-100; 122k rows 0.990 at 56, 0.997 at 70; 56k rows 0.990 at 32-40; 26k rows
-        0.999 at 32; 600-12k rows 0.999-1.000 at 20 (where 40 cost 0.1-0.3 ms more). A graph
+        0.999 at 32; 12k rows 1.000 at 20; 3.6k-5.7k rows 1.000 at 14 and 0.998-1.000 at
+        10; 350-2.4k rows 1.000 at 10, where 20 cost 0.03-0.1 ms more. A graph
         built with less than ``WELL_BUILT`` (64, the default of earlier versions)
         searches as if it were five times larger: 261k rows built with 64 had 0.963
         at 100 and 0.993 at 240."""
