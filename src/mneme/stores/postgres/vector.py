@@ -177,6 +177,10 @@ def sql_file(name: str) -> str:
     )
 
 
+# A float32 vector normalised in float64 has a squared norm within a few 1e-7 of 1.
+_UNIT_SLACK = 1e-5
+
+
 def side_vector(embedding: bytes, dim: int) -> npt.NDArray[np.float32] | None:
     """The side-table value of a stored embedding: unit length, or None when the
     embedding has another size, is zero, or is not finite (cosine is undefined)."""
@@ -191,10 +195,18 @@ def side_vector(embedding: bytes, dim: int) -> npt.NDArray[np.float32] | None:
 
 
 def side_vectors(embeddings: Sequence[bytes], dim: int) -> list[npt.NDArray[np.float32] | None]:
-    """``side_vector`` for a batch, vectorised when every embedding has the right size."""
+    """``side_vector`` for a batch, vectorised when every embedding has the right size.
+    Embeddings the cache wrote are unit vectors already: those are taken as they are,
+    without a second normalisation in float64 (a fifth of a batch load's client time
+    at dim 1536)."""
     if not embeddings or any(len(e) != 4 * dim for e in embeddings):
         return [side_vector(e, dim) for e in embeddings]
-    raw = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(-1, dim).astype(np.float64)
+    stored = np.frombuffer(b"".join(embeddings), dtype="<f4").reshape(-1, dim)
+    with np.errstate(invalid="ignore", over="ignore"):
+        squares = np.einsum("ij,ij->i", stored, stored)  # inf or nan if any value is
+    if np.all(np.abs(squares - 1.0) <= _UNIT_SLACK):
+        return list(stored.astype(np.float32, copy=False))
+    raw = stored.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         norms = np.linalg.norm(raw, axis=1)
         unit = (raw / np.where(norms > 0, norms, 1.0)[:, None]).astype(np.float32)
