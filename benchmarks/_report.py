@@ -288,6 +288,32 @@ def _floor_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _turns_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## pgvector against BYTEA + NumPy, taking turns",
+        "",
+        "Paraphrase gets through the pgvector cache and through a BYTEA + NumPy cache opened "
+        "on the same schema, alternating query by query (who goes first alternating too, "
+        "each turn giving the two different queries), so that the machine's drift falls on "
+        "both alike. p50 / p99 ms; ratio = pgvector p50 / BYTEA + NumPy p50.",
+        "",
+        "| case | queries | pgvector | BYTEA + NumPy | ratio | hit rate pgvector / BYTEA |",
+        "|---|---|--:|--:|--:|--:|",
+    ]
+    for case in result["cases"]:
+        turns = case["stores"].get("pgvector", {}).get("head_to_head") or {}
+        rows = [(name, row) for name, row in turns.items() if isinstance(row, dict)]
+        for k, (name, row) in enumerate(rows):
+            rates = row["hit_rate"]
+            lines.append(
+                f"| {_label(case) if k == 0 else ''} | {name} | {_pair(row['pgvector'])} "
+                f"| {_pair(row['bytea'])} | {row['p50_ratio']:.2f} "
+                f"| {rates['pgvector']:.3f} / {rates['bytea']:.3f} |"
+            )
+    return lines
+
+
 def _throughput_table(result: dict[str, Any]) -> list[str]:
     lines = [
         "",
@@ -344,6 +370,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _writes_table(result)
     lines += _build_table(result)
     lines += _floor_table(result)
+    lines += _turns_table(result)
     lines += _planning_table(result)
     lines += _sweep_table(result)
     lines += _throughput_table(result)

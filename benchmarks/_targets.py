@@ -79,7 +79,13 @@ def _vs_bytea(case: Case, _: dict[str, Any]) -> tuple[bool | None, str]:
         return None, "pgvector or BYTEA not measured"
     a = row["lookups"]["near"]["latency_ms"]["p50"]
     b = bytea["lookups"]["near"]["latency_ms"]["p50"]
-    return a <= b, f"pgvector {a:.2f} ms, BYTEA + NumPy {b:.2f} ms"
+    apart = f"pgvector {a:.2f} ms, BYTEA + NumPy {b:.2f} ms"
+    turns = (row.get("head_to_head") or {}).get("all")
+    if not turns:
+        return a <= b, apart
+    # Judged on the gets that took turns: the phases measured apart drift with the machine.
+    a, b = turns["pgvector"]["p50"], turns["bytea"]["p50"]
+    return a <= b, f"taking turns: pgvector {a:.2f} ms, BYTEA + NumPy {b:.2f} ms ({apart} apart)"
 
 
 def _floor(case: Case, _: dict[str, Any]) -> tuple[bool | None, str]:

@@ -466,6 +466,11 @@ def pgvector_case(
         got["ef_sweep"] = pgv.ef_sweep(spec, sweep, truth, plan.ef_search, plan.recall_queries)
         log("  pgvector: planning time of the search statement")
         got["planning"] = pgv.planning(spec, by_class, plan.planning_samples, plan.planning_first)
+        if "bytea" in case.stores:
+            rivals = {"all": sets["near"], **by_class}
+            got["head_to_head"] = pgv.head_to_head(
+                cache, {**spec, "kind": "bytea"}, rivals, plan.class_warmup
+            )
         return got
 
     try:
