@@ -284,22 +284,43 @@ def planning(
         store.close()
 
 
+def take_turns(
+    calls: dict[str, Callable[[Query], Any]], qs: list[Query], warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[Any]]]:
+    """Each call once per turn, the order rotating turn by turn so drift falls on all
+    alike, and each given a different query of ``qs`` in the same turn: a walk right
+    after another call's read of the same rows finds them in the CPU's caches and
+    looked 20-40% cheaper than it is. Seconds and results of each call, from turn
+    ``warmup`` on."""
+    order = list(calls)
+    shift = max(1, len(qs) // len(order))
+    times: dict[str, list[float]] = {name: [] for name in order}
+    results: dict[str, list[Any]] = {name: [] for name in order}
+    for j in range(len(qs)):
+        turn = j % len(order)
+        for i, name in enumerate(order[turn:] + order[:turn]):
+            q = qs[(j + i * shift) % len(qs)]
+            started = time.perf_counter()
+            result = calls[name](q)
+            took = time.perf_counter() - started
+            if j >= warmup:
+                times[name].append(took)
+                results[name].append(result)
+    return times, results
+
+
 def floor(
     cache: Any, store: Any, spec: dict[str, Any], qs: list[Query], warmup: int
 ) -> dict[str, Any]:
     """A get that misses Layer 1 and hits Layer 2, against the same search by the store
     alone and the store's own statement for that namespace (its graph's ef_search
     written in, as the store prepares it) run by hand, prepared, on a connection of its
-    own (the bare SQL). The three take turns, rotating the order so drift hits all
-    alike, and each turn gives them three different queries: a walk repeated at once
-    finds the graph's pages in the CPU's caches and looked 20-40% cheaper than it is."""
+    own (the bare SQL). The three take turns (``take_turns``)."""
     try:
         from mneme._policy import TOP_K as k
     except ImportError:
         k = 3
     search = _pg.search_sql(store, spec["schema"])
-    times: dict[str, list[float]] = {"sql": [], "search": [], "get": []}
-    layers: Counter[str] = Counter()
     now = int(time.time())
     params = {id(q): search.params(store, q.namespace, q.vector, k, now) for q in qs}
     with _pg.search_connection(spec["dsn"], search) as conn:
@@ -315,20 +336,9 @@ def floor(
             "search": lambda q: store.search(q.namespace, q.vector, k=k, now=now),
             "get": lambda q: cache.get(q.text, embedding=q.vector, namespace=q.namespace),
         }
-        order = list(calls)
-        shift = max(1, len(qs) // len(order))
-        for j in range(len(qs)):
-            for i, name in enumerate(order[j % 3 :] + order[: j % 3]):
-                q = qs[(j + i * shift) % len(qs)]
-                started = time.perf_counter()
-                result = calls[name](q)
-                took = time.perf_counter() - started
-                if j >= warmup:
-                    times[name].append(took)
-                    if name == "get":
-                        layers[getattr(result, "layer", None) or "miss"] += 1
+        times, results = take_turns(calls, qs, warmup)
     out: dict[str, Any] = {name: m.summary(ts) for name, ts in times.items()}
-    out["get_layers"] = dict(layers)
+    out["get_layers"] = dict(Counter(getattr(r, "layer", None) or "miss" for r in results["get"]))
     out["statement"] = search.source
     out["k"] = k
     out["get_minus_search_ms"] = round(out["get"]["p50"] - out["search"]["p50"], 4)
@@ -343,34 +353,26 @@ def head_to_head(
     the same schema, taking turns query by query, who goes first alternating. The
     stores' own lookup phases run minutes apart, and on a noisy machine the in-process
     100k p50 moved between 0.88 and 1.30 ms from one run to the next; taking turns puts
-    any drift on both alike. Each turn gives the two different queries of the set (as
-    in ``floor``): a walk right after the other cache's read of the same rows would find
-    them in the CPU caches. Per set: the latency summary and hit rate of each, and
-    pgvector's p50 over BYTEA's."""
+    any drift on both alike (``take_turns``). Per set: the latency summary and hit rate
+    of each, and pgvector's p50 over BYTEA's."""
     from mneme import SemanticCache
 
     log("  pgvector: head to head with BYTEA + NumPy on the same rows")
     started = time.perf_counter()
     other = SemanticCache(store=m.make_store(bytea_spec), **m.cache_kwargs(bytea_spec))
     out: dict[str, Any] = {"bytea_open_s": round(time.perf_counter() - started, 2)}
-    caches = {"pgvector": cache, "bytea": other}
+    calls: dict[str, Callable[[Query], Any]] = {
+        kind: lambda q, c=c: c.get(q.text, embedding=q.vector, namespace=q.namespace)
+        for kind, c in (("pgvector", cache), ("bytea", other))
+    }
     try:
         for name, qs in sets.items():
-            times: dict[str, list[float]] = {k: [] for k in caches}
-            hits: Counter[str] = Counter()
-            shift = max(1, len(qs) // 2)
-            for j in range(len(qs)):
-                order = list(caches) if j % 2 == 0 else list(reversed(caches))
-                for i, kind in enumerate(order):
-                    q = qs[(j + i * shift) % len(qs)]
-                    began = time.perf_counter()
-                    hit = caches[kind].get(q.text, embedding=q.vector, namespace=q.namespace)
-                    took = time.perf_counter() - began
-                    if j >= warmup:
-                        times[kind].append(took)
-                        hits[kind] += hit is not None
+            times, results = take_turns(calls, qs, warmup)
             row: dict[str, Any] = {k: m.summary(v) for k, v in times.items()}
-            row["hit_rate"] = {k: round(hits[k] / max(1, len(times[k])), 4) for k in caches}
+            row["hit_rate"] = {
+                k: round(sum(r is not None for r in got) / max(1, len(got)), 4)
+                for k, got in results.items()
+            }
             row["p50_ratio"] = round(row["pgvector"]["p50"] / row["bytea"]["p50"], 3)
             out[name] = row
             log(
