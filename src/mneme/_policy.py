@@ -58,6 +58,8 @@ class Limits:
 
 MAX_NAMESPACE_BYTES = 512
 # An escaped NUL in JSON text: \u0000 after an even number of backslashes.
+# One encoder for every put: json.dumps with options builds a new one per call.
+_METADATA_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
@@ -96,7 +98,7 @@ def check_metadata(metadata: object, limit: int) -> dict[str, Any] | None:
     if not isinstance(metadata, Mapping):
         raise TypeError(f"metadata must be a mapping or None, got {type(metadata).__name__}")
     try:
-        encoded = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
+        encoded = _METADATA_ENCODER.encode(dict(metadata))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"metadata must be JSON-serialisable: {exc}") from exc
     try:
@@ -105,7 +107,7 @@ def check_metadata(metadata: object, limit: int) -> dict[str, Any] | None:
         raise ValueError(
             f"metadata holds text that is not valid Unicode (surrogates): {exc}"
         ) from exc
-    if _JSON_NUL.search(encoded):
+    if "\\u0000" in encoded and _JSON_NUL.search(encoded):
         raise ValueError("metadata holds a NUL character, which stores cannot keep")
     if size > limit:
         raise ValueError(f"metadata is {size} bytes of JSON, over max_metadata_bytes={limit}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import tempfile
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
@@ -215,6 +216,62 @@ def test_bulk_load_through_copy_keeps_the_batch_rules(
         ).fetchone()
     assert side == (700,)
     assert store.search("ns0", data[9], k=1, now=T0)[0][0].query_hash == "k9"
+
+
+@pytest.mark.parametrize("use_pgvector", [True, False], ids=["pgvector", "bytea"])
+def test_a_bulk_load_of_several_copy_chunks_keeps_every_value(
+    postgres_dsn: str, stores: list[PostgresStore], use_pgvector: bool
+) -> None:
+    """The bulk path encodes the staging rows itself and upserts them chunk by chunk:
+    every column comes back as written, NULLs included, on either schema."""
+    schema = fresh()
+    store = PostgresStore(postgres_dsn, schema=schema, use_pgvector=use_pgvector)
+    store.open(fp(DIM), DIM)
+    stores.append(store)
+    data = vectors(4_500, 11)
+    data[17] = 0.0  # no side vector: cosine is undefined
+    batch = [
+        replace(
+            entry(f"k{i}", v, f"ns{i % 4}"),
+            query=f"qüestion {i} \\N \t",
+            response="r\u00e9ponse \\ " * (i % 7),
+            metadata=None if i % 3 else {"i": i, "x": 0.5, "e": 1e16, "s": "ünï"},
+            ttl=None if i % 2 else 60 + i,
+            access_count=i % 5,
+            last_accessed_at=T0 + i,
+        )
+        for i, v in enumerate(data)
+    ]
+    batch.append(replace(batch[10], response="the later one wins"))  # in another chunk
+    ids = store.insert_many(batch)
+    assert len(set(ids)) == 4_500 and ids[10] == ids[-1]
+    by_key = {e.query_hash: e for e in batch}
+    got = [store.get_by_hash(f"ns{i % 4}", f"k{i}") for i in range(4_500)]
+    for i, g in enumerate(got):
+        want = by_key[f"k{i}"]
+        assert g is not None and g.id == ids[i]
+        assert replace(g, id=0) == want, i
+    if not use_pgvector:
+        return
+    with admin(postgres_dsn) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT v.id, v.namespace, v.expires_at, v.embedding::text, v.fresh "
+                "FROM {}.entry_vectors v ORDER BY v.id"
+            ).format(sql.Identifier(schema))
+        ).fetchall()
+    side = {r[0]: r for r in rows}
+    assert len(side) == 4_500
+    for i in (0, 1, 17, 2_001, 4_499):
+        _, ns, expires, text, is_fresh = side[ids[i]]
+        want = by_key[f"k{i}"]
+        assert (ns, is_fresh) == (want.namespace, False)
+        assert expires == (None if want.ttl is None else T0 + want.ttl)
+        if i == 17:
+            assert text is None
+        else:
+            values = np.array([float(x) for x in text.strip("[]").split(",")], np.float32)
+            np.testing.assert_array_equal(values, data[i])
 
 
 def test_an_owned_connection_gets_the_search_settings_once(

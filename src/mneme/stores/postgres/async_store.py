@@ -853,7 +853,9 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
             async with conn.pipeline():
                 for cur, s in zip(cursors, request.statements, strict=True):
                     await cur.execute(s.query, s.params, prepare=s.prepare)
-            return await cursors[request.rows_of].fetchall()
+                done = None if request.meanwhile is None else request.meanwhile()
+            rows = await cursors[request.rows_of].fetchall()
+            return rows if request.meanwhile is None else (rows, done)
         finally:
             for cur in cursors:
                 await cur.close()
@@ -865,6 +867,9 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         async with conn.cursor() as cur, cur.copy(request.statement) as copy:
+            if isinstance(request.rows, bytes):
+                await copy.write(request.rows)
+                return None
             copy.set_types(list(request.types))
             for row in request.rows:
                 await copy.write_row(row)

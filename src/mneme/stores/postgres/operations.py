@@ -12,6 +12,7 @@ between two such transactions is retried. Reads never wait.
 from __future__ import annotations
 
 import decimal
+import functools
 import itertools
 import json
 import logging
@@ -30,6 +31,7 @@ import numpy.typing as npt
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
 from mneme._types import ProgressFn, StoredEntry
 from mneme.stores.common import check_embedder, dedupe_batch
+from mneme.stores.postgres.copy_rows import staged_rows
 from mneme.stores.postgres.graphs import (
     VectorGraph,
     build_graph,
@@ -50,6 +52,7 @@ from mneme.stores.postgres.requests import (
     FetchTypeInfo,
     GetConnection,
     PgOp,
+    Pipelined,
 )
 from mneme.stores.postgres.schema import keep_rows_inline, load_migrations, provision
 from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, VERSION_SLOTS, compose
@@ -94,6 +97,10 @@ _DEADLOCK_ATTEMPTS = 4
 _INSERT_CHUNK = 5_000
 # From this many rows, insert_many on an owned connection goes through COPY.
 _COPY_AT_LEAST = 256
+# Rows per COPY and upsert of that path: small enough that the encoding of the next
+# chunk overlaps most of the server's work, large enough that a statement's fixed
+# cost stays small.
+_STAGE_CHUNK = 2_000
 # A background graph build waits until the store has loaded no batch of _COPY_AT_LEAST
 # rows or more for this long: built during a load, the graph would turn every later row
 # of the load into an HNSW insert (milliseconds each) instead of a row of a COPY.
@@ -119,17 +126,44 @@ def metadata_json(value: Any) -> str:
     would come back as the integer 10000000000000000 (and ``1e+23`` as a different
     number). Floats are written instead as their exact decimal expansion with a
     fractional part, which jsonb keeps digit for digit.
+
+    Most metadata is a flat object of text keys and plain values: that is written by
+    json's C encoder, unless the text has a digit before an "e" (perhaps a float in
+    exponent form), which takes the careful path below.
     """
+    if (
+        type(value) is dict
+        and all(type(k) is str and type(v) in _FLAT for k, v in value.items())
+        and (text := _flat_json(value)) is not None
+    ):
+        return text
+    return _exact_json(value)
+
+
+_FLAT = frozenset({str, int, float, bool, type(None)})
+_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_EXPONENT = re.compile(r"[0-9][eE]")
+
+
+def _flat_json(value: dict[str, Any]) -> str | None:
+    try:
+        text = _COMPACT.encode(value)
+    except ValueError:  # nan or inf: written (and refused by jsonb) as before
+        return None
+    return None if _EXPONENT.search(text) else text
+
+
+def _exact_json(value: Any) -> str:
     if isinstance(value, float):
         text = repr(value)
         if "e" in text or "E" in text:
             text = format(decimal.Decimal(value), "f")
         return text if "." in text else text + ".0"
     if isinstance(value, dict):
-        items = (json.dumps(str(k)) + ":" + metadata_json(v) for k, v in value.items())
+        items = (json.dumps(str(k)) + ":" + _exact_json(v) for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(metadata_json(v) for v in value) + "]"
+        return "[" + ",".join(_exact_json(v) for v in value) + "]"
     return json.dumps(value)
 
 
@@ -167,6 +201,13 @@ def _values(entry: StoredEntry, metadata: Any) -> list[Any]:
 
 def _json_or_none(metadata: Any) -> str | None:
     return None if metadata is None else metadata_json(metadata)
+
+
+def _encode_staged(rows: Sequence[StoredEntry], dim: int, first_ord: int) -> bytes:
+    """COPY data of a chunk of staged rows, with side vectors when ``dim`` is set."""
+    metadata = [_json_or_none(e.metadata) for e in rows]
+    sides = side_vectors([e.embedding for e in rows], dim) if dim else None
+    return staged_rows(rows, metadata, sides, dim, first_ord)
 
 
 def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
@@ -726,8 +767,8 @@ class PgCore:
             ids: dict[tuple[str, str], int] = {}
             flag = None
             results: list[Any] = []
-            if staged:  # every chunk into the staging table, then one upsert
-                results.append((yield from self._op_staged(chunks, vec)))
+            if staged:
+                results.append((yield from self._op_staged(rows, vec)))
             for chunk in () if staged else chunks:  # parameters per chunk: bounded memory
                 if vec is None:
                     columns = _batch_columns(chunk)
@@ -750,31 +791,42 @@ class PgCore:
         return (yield from self._op_write(upsert))
 
     def _op_staged(
-        self, chunks: Sequence[Sequence[StoredEntry]], vec: VectorStatements | None
-    ) -> PgOp[Any]:
-        """COPY the chunks into the (empty) staging table, then upsert them all in one
-        statement; inside a transaction, at whose end the staging table empties."""
+        self, rows: Sequence[StoredEntry], vec: VectorStatements | None
+    ) -> PgOp[list[Any]]:
+        """COPY the rows into the session's staging table and upsert them from there,
+        one chunk at a time, inside a transaction (at whose end the staging table
+        empties). The client encodes the next chunk while the server upserts this one
+        (the upsert is sent in pipeline mode, which does not wait for its result): the
+        client's work and the server's overlap instead of taking turns."""
         names = vec.sql if vec is not None else self._sql
         yield Execute(names["stage"], prepare=False)
-        # The upsert sorts and re-reads the batch: in memory rather than in temp files.
-        yield Execute("SELECT set_config('work_mem', '64MB', true)", prepare=False)
+        # The upsert sorts and re-reads each chunk: in memory rather than in temp files,
+        # and joined by hashing (the staging table has no statistics: the planner,
+        # expecting far more rows, chose sorts for a merge join).
+        yield Execute(
+            "SELECT set_config('work_mem', '64MB', true), "
+            "set_config('enable_mergejoin', 'off', true)",
+            prepare=False,
+        )
         types = [*STAGE_TYPES, *(["vector"] if vec is not None else []), "int8"]
-        start = 0
-        for chunk in chunks:  # rows encoded per chunk: client memory stays bounded
-            if vec is None:
-                data = [
-                    [*_values(e, _json_or_none(e.metadata)), start + n] for n, e in enumerate(chunk)
-                ]
-            else:
-                sides = side_vectors([e.embedding for e in chunk], vec.dim)
-                data = [
-                    [*_values(e, _json_or_none(e.metadata)), side, start + n]
-                    for n, (e, side) in enumerate(zip(chunk, sides, strict=True))
-                ]
+        dim = 0 if vec is None else vec.dim
+        chunks = [rows[i : i + _STAGE_CHUNK] for i in range(0, len(rows), _STAGE_CHUNK)]
+        starts = list(itertools.accumulate((len(c) for c in chunks), initial=0))
+        results: list[Any] = []
+        data = _encode_staged(chunks[0], dim, 0)
+        for k in range(len(chunks)):
             yield CopyIn(names["stage_copy"], data, types)
-            start += len(chunk)
-        result = yield Execute(names["insert_staged"], None, "all", prepare=False)
-        return result
+            if k + 1 == len(chunks):
+                results.append((yield Execute(names["insert_staged"], None, "all", prepare=False)))
+                break
+            upsert = [
+                Execute(names["insert_staged"], None, "all", prepare=False),
+                Execute(names["stage_empty"], prepare=False),
+            ]
+            encode = functools.partial(_encode_staged, chunks[k + 1], dim, starts[k + 1])
+            rows_k, data = yield Pipelined(upsert, 0, meanwhile=encode)
+            results.append(rows_k)
+        return list(itertools.chain.from_iterable(results))
 
     def _op_delete(self, name: str, params: Sequence[Any]) -> PgOp[int]:
         def delete() -> PgOp[tuple[int, bool]]:

@@ -12,7 +12,7 @@ propagate to the store, which wraps it in ``StoreBackendError``.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -51,10 +51,13 @@ class Atomic:
 @dataclass(frozen=True, slots=True)
 class Pipelined:
     """Send ``statements`` in pipeline mode (one network round trip); send back the
-    rows of the statement at ``rows_of``."""
+    rows of the statement at ``rows_of``. With ``meanwhile``, call it on the client
+    once the statements are sent, while the server runs them, and send back (rows,
+    what it returned)."""
 
     statements: Sequence[Execute]
     rows_of: int
+    meanwhile: Callable[[], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +80,11 @@ class FetchTypeInfo:
 @dataclass(frozen=True, slots=True)
 class CopyIn:
     """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``rows``, whose columns have the
-    Postgres types named in ``types``."""
+    Postgres types named in ``types``; or of ``rows`` already encoded (bytes that
+    start with the binary COPY signature)."""
 
     statement: Any
-    rows: Sequence[Sequence[Any]]
+    rows: Sequence[Sequence[Any]] | bytes
     types: Sequence[str]
 
 

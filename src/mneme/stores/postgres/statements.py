@@ -113,6 +113,8 @@ STATEMENTS: dict[str, str] = {
     "(FORMAT BINARY)",
     "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage) {batch_insert} "
     "RETURNING namespace, query_hash, id, {vector_flag}",
+    # Between the chunks of one load (the transaction's end empties it too).
+    "stage_empty": "TRUNCATE pg_temp.mneme_stage",
     "by_hashes": "SELECT {columns} FROM {schema}.entries "
     "WHERE namespace = %s AND query_hash = ANY(%s::text[])",
     "delete_ids": "WITH d AS (DELETE FROM {schema}.entries WHERE id = ANY(%s::bigint[]) "

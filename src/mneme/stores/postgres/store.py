@@ -820,7 +820,9 @@ def _perform(conn: Connection[Any], request: Request) -> Any:
             with conn.pipeline():
                 for cur, s in zip(cursors, request.statements, strict=True):
                     cur.execute(s.query, s.params, prepare=s.prepare)
-            return cursors[request.rows_of].fetchall()
+                done = None if request.meanwhile is None else request.meanwhile()
+            rows = cursors[request.rows_of].fetchall()
+            return rows if request.meanwhile is None else (rows, done)
         finally:
             for cur in cursors:
                 cur.close()
@@ -831,6 +833,9 @@ def _perform(conn: Connection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         with conn.cursor() as cur, cur.copy(request.statement) as copy:
+            if isinstance(request.rows, bytes):
+                copy.write(request.rows)
+                return None
             copy.set_types(list(request.types))
             for row in request.rows:
                 copy.write_row(row)

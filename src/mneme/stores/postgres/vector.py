@@ -230,6 +230,7 @@ _SIDE_STATEMENTS = {
     # The bulk path: staging table with the vectors, then one statement as above.
     "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage_v (" + STAGE_COLUMNS_DDL + ", "
     "vec vector, ord BIGINT) " + STAGE_OPTIONS,
+    "stage_empty": "TRUNCATE pg_temp.mneme_stage_v",
     "stage_copy": "COPY pg_temp.mneme_stage_v (" + STAGE_COLUMNS + ", vec, ord) FROM STDIN "
     "(FORMAT BINARY)",
     # The vectors are joined from the staging table itself: "rows" is read once, so it
