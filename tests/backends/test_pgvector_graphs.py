@@ -16,7 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from mneme import Progress
+from mneme import Progress, StoreBackendError
 from mneme.stores.postgres import PostgresStore
 from mneme.stores.postgres.operations import LOAD_QUIET_S
 from mneme.stores.postgres.vector import LEGACY_INDEX_NAME, graph_name
@@ -272,6 +272,23 @@ def test_a_bulk_load_of_several_copy_chunks_keeps_every_value(
         else:
             values = np.array([float(x) for x in text.strip("[]").split(",")], np.float32)
             np.testing.assert_array_equal(values, data[i])
+
+
+def test_a_bulk_load_that_fails_in_a_later_chunk_leaves_nothing(
+    postgres_dsn: str, stores: list[PostgresStore]
+) -> None:
+    """The chunks of one load are one transaction: the server refusing a row of the
+    fourth chunk (jsonb cannot hold NUL) undoes the three upserted before it."""
+    store = open_store(stores, postgres_dsn, fresh())
+    store.insert_many([entry("before", vectors(1, 1)[0])])
+    batch = [entry(f"k{i}", v) for i, v in enumerate(vectors(3_500, 12))]
+    batch[3_200] = replace(batch[3_200], metadata={"text": "nul \u0000 inside"})
+    with pytest.raises(StoreBackendError) as raised:
+        store.insert_many(batch)
+    assert isinstance(raised.value.__cause__, psycopg.Error)
+    assert store.count() == 1 and store.get_by_hash("default", "k0") is None
+    store.insert_many(batch[:10])  # the staging table and the connection still work
+    assert store.count() == 11
 
 
 def test_an_owned_connection_gets_the_search_settings_once(

@@ -125,44 +125,17 @@ def metadata_json(value: Any) -> str:
     would come back as the integer 10000000000000000 (and ``1e+23`` as a different
     number). Floats are written instead as their exact decimal expansion with a
     fractional part, which jsonb keeps digit for digit.
-
-    Most metadata is a flat object of text keys and plain values: that is written by
-    json's C encoder, unless the text has a digit before an "e" (perhaps a float in
-    exponent form), which takes the careful path below.
     """
-    if (
-        type(value) is dict
-        and all(type(k) is str and type(v) in _FLAT for k, v in value.items())
-        and (text := _flat_json(value)) is not None
-    ):
-        return text
-    return _exact_json(value)
-
-
-_FLAT = frozenset({str, int, float, bool, type(None)})
-_COMPACT = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
-_EXPONENT = re.compile(r"[0-9][eE]")
-
-
-def _flat_json(value: dict[str, Any]) -> str | None:
-    try:
-        text = _COMPACT.encode(value)
-    except ValueError:  # nan or inf: written (and refused by jsonb) as before
-        return None
-    return None if _EXPONENT.search(text) else text
-
-
-def _exact_json(value: Any) -> str:
     if isinstance(value, float):
         text = repr(value)
         if "e" in text or "E" in text:
             text = format(decimal.Decimal(value), "f")
         return text if "." in text else text + ".0"
     if isinstance(value, dict):
-        items = (json.dumps(str(k)) + ":" + _exact_json(v) for k, v in value.items())
+        items = (json.dumps(str(k)) + ":" + metadata_json(v) for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(_exact_json(v) for v in value) + "]"
+        return "[" + ",".join(metadata_json(v) for v in value) + "]"
     return json.dumps(value)
 
 
