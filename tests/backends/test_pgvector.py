@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from mneme import SemanticCache, StoreBackendError, StoredEntry, VectorSearchStore
+from mneme.stores.postgres.operations import _STAGE_CHUNK
 from mneme.stores.postgres.store import PostgresStore
 from mneme.stores.postgres.vector import graph_name
 from mneme.testing import HashingEmbedder
@@ -597,7 +598,8 @@ def test_batches_write_side_rows_namespace_by_namespace(
 ) -> None:
     """An exact scan of a small namespace reads its rows' heap pages: written together,
     they share a few pages instead of one each. Entries arrive interleaved (five
-    namespaces in turn); a batch's side rows land grouped by namespace."""
+    namespaces in turn); the side rows of a bulk load's chunk, or of a backfill batch,
+    land grouped by namespace."""
     dim, n = 16, 2_000
     rng = np.random.default_rng(5)
     entries = [
@@ -615,8 +617,9 @@ def test_batches_write_side_rows_namespace_by_namespace(
             sql.SQL("SELECT count(*) FROM {}.entry_vectors").format(sql.Identifier(schema))
         ).fetchone()
     assert counted == (n,)
-    # One batch of 2,000 (a single put_many, a single backfill batch): one run per namespace.
-    assert _namespace_runs(postgres_dsn, schema) == 5
+    # A single backfill batch: one run per namespace; a put_many: one per COPY chunk.
+    chunks = -(-n // _STAGE_CHUNK) if how == "put_many" else 1
+    assert _namespace_runs(postgres_dsn, schema) == 5 * chunks
 
 
 def test_upgrade_in_place_while_another_process_writes(
