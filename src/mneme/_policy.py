@@ -57,9 +57,9 @@ class Limits:
 
 
 MAX_NAMESPACE_BYTES = 512
-# An escaped NUL in JSON text: \u0000 after an even number of backslashes.
 # One encoder for every put: json.dumps with options builds a new one per call.
 _METADATA_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
+# An escaped NUL in JSON text: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 

@@ -867,12 +867,7 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         async with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            if isinstance(request.rows, bytes):
-                await copy.write(request.rows)
-                return None
-            copy.set_types(list(request.types))
-            for row in request.rows:
-                await copy.write_row(row)
+            await copy.write(request.data)
         return None
     from psycopg.types import TypeInfo
 

@@ -3,9 +3,9 @@
 psycopg's ``Copy.write_row`` adapts every value through its dumpers, on the thread
 that holds the connection. The staging table has fixed column types, so the store
 writes the wire format itself: a row is a field count, then each field as a length
-(-1 for NULL) and its bytes, integers big-endian. That is a third of the client time
-of ``write_row``, and it yields plain bytes, which a worker thread can make while the
-connection is busy with the previous chunk (see ``PgCore._op_staged``).
+(-1 for NULL) and its bytes, integers big-endian. The result is plain bytes, so
+the next chunk can be encoded while the server is still upserting the previous one
+(see ``PgCore._op_staged``) and then sent in one write.
 
 The ``vector`` field is pgvector's binary form: dimension and an unused word (both
 int16), then the float4 values big-endian.

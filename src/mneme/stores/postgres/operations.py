@@ -55,7 +55,7 @@ from mneme.stores.postgres.requests import (
     Pipelined,
 )
 from mneme.stores.postgres.schema import keep_rows_inline, load_migrations, provision
-from mneme.stores.postgres.statements import STAGE_TYPES, STATEMENTS, VERSION_SLOTS, compose
+from mneme.stores.postgres.statements import STATEMENTS, VERSION_SLOTS, compose
 from mneme.stores.postgres.upgrade import VectorSchemaState, ensure_extension, read_state, upgrade
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
@@ -780,14 +780,13 @@ class PgCore:
             "set_config('enable_mergejoin', 'off', true)",
             prepare=False,
         )
-        types = [*STAGE_TYPES, *(["vector"] if vec is not None else []), "int8"]
         dim = 0 if vec is None else vec.dim
         chunks = [rows[i : i + _STAGE_CHUNK] for i in range(0, len(rows), _STAGE_CHUNK)]
         starts = list(itertools.accumulate((len(c) for c in chunks), initial=0))
         results: list[Any] = []
         data = _encode_staged(chunks[0], dim, 0)
         for k in range(len(chunks)):
-            yield CopyIn(names["stage_copy"], data, types)
+            yield CopyIn(names["stage_copy"], data)
             if k + 1 == len(chunks):
                 results.append((yield Execute(names["insert_staged"], None, "all", prepare=False)))
                 break

@@ -79,13 +79,11 @@ class FetchTypeInfo:
 
 @dataclass(frozen=True, slots=True)
 class CopyIn:
-    """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``rows``, whose columns have the
-    Postgres types named in ``types``; or of ``rows`` already encoded (bytes that
-    start with the binary COPY signature)."""
+    """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``data``: rows already encoded, from
+    the binary COPY signature on (see ``copy_rows``)."""
 
     statement: Any
-    rows: Sequence[Sequence[Any]] | bytes
-    types: Sequence[str]
+    data: bytes
 
 
 Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn

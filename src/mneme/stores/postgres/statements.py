@@ -30,8 +30,6 @@ STAGE_COLUMNS_DDL = (
 # Staged rows stay in line up to a page: the default (2 kB) sent most of them through
 # TOAST (a compression attempt, then a second table and its index) on the way in.
 STAGE_OPTIONS = "WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS"
-STAGE_TYPES = ("text", "text", "text", "text", "bytea", "text", "int8", "int8", "int8", "int8")
-"""Types of the staging columns, for a binary COPY."""
 
 ITER_VECTORS_SQL = (
     "SELECT id, namespace, embedding FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s"

@@ -833,12 +833,7 @@ def _perform(conn: Connection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            if isinstance(request.rows, bytes):
-                copy.write(request.rows)
-                return None
-            copy.set_types(list(request.types))
-            for row in request.rows:
-                copy.write_row(row)
+            copy.write(request.data)
         return None
     from psycopg.types import TypeInfo
 
