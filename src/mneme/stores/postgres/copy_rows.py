@@ -41,7 +41,7 @@ def staged_rows(
     """COPY data (with its header) for the staging columns: the entry columns in the
     order of ``STAGE_COLUMNS``, metadata as JSON text, then the side vector when
     ``sides`` is given, then ``ord`` (``first_ord`` onwards)."""
-    count = _LEN(12 if sides is not None else 11)[2:]  # int16 field count
+    count = struct.pack(">h", 12 if sides is not None else 11)  # fields per row
     vector_field = _vector_field(dim)
     parts: list[bytes] = [SIGNATURE]
     add = parts.extend

@@ -781,23 +781,20 @@ class PgCore:
             prepare=False,
         )
         dim = 0 if vec is None else vec.dim
-        chunks = [rows[i : i + _STAGE_CHUNK] for i in range(0, len(rows), _STAGE_CHUNK)]
-        starts = list(itertools.accumulate((len(c) for c in chunks), initial=0))
-        results: list[Any] = []
-        data = _encode_staged(chunks[0], dim, 0)
-        for k in range(len(chunks)):
+        upsert = Execute(names["insert_staged"], None, "all", prepare=False)
+        empty = Execute(names["stage_empty"], prepare=False)
+        upserted: list[Any] = []
+        data = _encode_staged(rows[:_STAGE_CHUNK], dim, 0)
+        for start in range(_STAGE_CHUNK, len(rows), _STAGE_CHUNK):
             yield CopyIn(names["stage_copy"], data)
-            if k + 1 == len(chunks):
-                results.append((yield Execute(names["insert_staged"], None, "all", prepare=False)))
-                break
-            upsert = [
-                Execute(names["insert_staged"], None, "all", prepare=False),
-                Execute(names["stage_empty"], prepare=False),
-            ]
-            encode = functools.partial(_encode_staged, chunks[k + 1], dim, starts[k + 1])
-            rows_k, data = yield Pipelined(upsert, 0, meanwhile=encode)
-            results.append(rows_k)
-        return list(itertools.chain.from_iterable(results))
+            encode = functools.partial(
+                _encode_staged, rows[start : start + _STAGE_CHUNK], dim, start
+            )
+            got, data = yield Pipelined([upsert, empty], 0, meanwhile=encode)
+            upserted.extend(got)
+        yield CopyIn(names["stage_copy"], data)  # the last chunk
+        upserted.extend((yield upsert))
+        return upserted
 
     def _op_delete(self, name: str, params: Sequence[Any]) -> PgOp[int]:
         def delete() -> PgOp[tuple[int, bool]]:

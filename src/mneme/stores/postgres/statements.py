@@ -103,8 +103,8 @@ STATEMENTS: dict[str, str] = {
     # As above: the join with bump makes the slot lock come before any entry row.
     "insert_many": "WITH {bump}, {batch_rows} {batch_insert} "
     "RETURNING namespace, query_hash, id, {vector_flag}",
-    # Bulk loads on a connection the store owns: COPY into a session's staging table
-    # (emptied at commit), then one upsert from it.
+    # Bulk loads on a connection the store owns: COPY a chunk into a session's staging
+    # table (emptied at commit), upsert from it, empty it for the next chunk.
     "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage (" + STAGE_COLUMNS_DDL + ", "
     "ord BIGINT) " + STAGE_OPTIONS,
     "stage_copy": "COPY pg_temp.mneme_stage (" + STAGE_COLUMNS + ", ord) FROM STDIN "

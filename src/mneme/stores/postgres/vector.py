@@ -227,7 +227,7 @@ _SIDE_STATEMENTS = {
     "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
     "JOIN rows r USING (namespace, query_hash) ORDER BY e.namespace, e.id {side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
-    # The bulk path: staging table with the vectors, then one statement as above.
+    # The bulk path: staging table with the vectors, then per chunk one statement as above.
     "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage_v (" + STAGE_COLUMNS_DDL + ", "
     "vec vector, ord BIGINT) " + STAGE_OPTIONS,
     "stage_empty": "TRUNCATE pg_temp.mneme_stage_v",
