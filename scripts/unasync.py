@@ -47,6 +47,7 @@ NAMES = {
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnectionSource": "ConnectionSource",
     "AsyncCounterBatchStore": "CounterBatchStore",
+    "AsyncChunkedInsertStore": "ChunkedInsertStore",
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
     "AsyncIterator": "Iterator",

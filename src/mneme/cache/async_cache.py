@@ -60,6 +60,7 @@ from mneme.stores.capabilities import (
     ReportsReplicas,
     describe,
     has_batch_methods,
+    inserts_chunks,
     searches_itself,
     writes_counters_at_once,
 )
@@ -178,6 +179,7 @@ class AsyncSemanticCache:
             self._state.change_tracking = isinstance(store, ChangeTrackingStore)
             self._state.batch = has_batch_methods(store)
             self._state.counters_at_once = writes_counters_at_once(store)
+            self._state.chunked_insert = inserts_chunks(store)
             if searches_itself(store):
                 self._state.search_store = True
                 self._state.index_label = store.index_label
@@ -352,11 +354,14 @@ class AsyncSemanticCache:
         namespace: str = "default",
         progress: ProgressFn | None = None,
     ) -> None:
-        """``put`` for a batch: all items are validated first (nothing is stored if
-        one is bad), embedded with one ``embed_many`` call per 1,024 texts when the
-        embedder has it, and written in one store transaction. Keys: query, response,
-        and optionally embedding, metadata, ttl, namespace. ``progress`` hears of the
-        tasks "embed" (texts) and "write" (entries)."""
+        """``put`` for a batch: every item is validated (nothing is stored if one is
+        bad), embedded with one ``embed_many`` call per 1,024 texts when the embedder
+        has it, and written in one store transaction. Keys: query, response, and
+        optionally embedding, metadata, ttl, namespace. ``progress`` hears of the
+        tasks "embed" (texts) and "write" (entries). When every item carries its
+        embedding and the store writes chunk by chunk (``PostgresStore`` opened from
+        a DSN), each chunk of 1,000 items is checked while the server writes the one
+        before; a bad item then rolls the whole batch back."""
         self._check_open()
         now = self._now()
         await self._call(flows.put_many_request(self._state, items, namespace, now, progress))

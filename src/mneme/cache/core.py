@@ -72,16 +72,22 @@ _ITEM_KEYS = frozenset({"query", "response", "embedding", "metadata", "ttl", "na
 
 
 def prepare_put_items(
-    config: CacheOptions, items: Iterable[Mapping[str, Any]], namespace: str, dim: int
+    config: CacheOptions,
+    items: Iterable[Mapping[str, Any]],
+    namespace: str,
+    dim: int,
+    *,
+    first: int = 0,
 ) -> list[PreparedPut]:
-    """Validate every put_many item before anything is stored."""
+    """Validate every put_many item before anything is stored. ``first``: the
+    position of the first item in the whole batch, for error messages."""
     prepared: list[PreparedPut] = []
-    given: list[tuple[int, object]] = []  # (position, embedding) of items that carry one
+    given: list[tuple[int, object]] = []  # (index in items, embedding) of items that carry one
     for n, item in enumerate(items):
         unknown = set(item) - _ITEM_KEYS
         if unknown or "query" not in item or "response" not in item:
             raise ValueError(
-                f"put_many item {n} needs keys 'query' and 'response' (optional: "
+                f"put_many item {first + n} needs keys 'query' and 'response' (optional: "
                 f"embedding, metadata, ttl, namespace); unknown: {sorted(unknown)}"
             )
         prepared.append(

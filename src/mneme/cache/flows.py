@@ -39,6 +39,7 @@ from mneme.stores.protocol import (
     COUNTER_NAMES,
     BatchStore,
     ChangeTrackingStore,
+    ChunkedInsertStore,
     CounterBatchStore,
     LookupStore,
     Store,
@@ -51,6 +52,9 @@ _INDEX_LOAD_BATCH = 8192
 # Texts per embedder call of a large put_many: bounds the embedder's working memory
 # and lets progress be reported between calls.
 _EMBED_CHUNK = 1024
+# Items per chunk of a put_many whose chunks are checked while the store writes (see
+# chunked_put_flow); a batch of at most this many is checked whole first.
+_CHECK_CHUNK = 1_000
 _DTYPE_BYTES = {"float32": 4, "float16": 2, "int8": 1}
 _COUNTERS_META_KEY = "counters"  # where mneme 1.0 kept a store's counters, as JSON
 _T = TypeVar("_T")
@@ -112,6 +116,12 @@ def as_iterator(result: Any) -> Any:
     return iter(result)
 
 
+def chunked(fn: Callable[[ChunkedInsertStore], _T]) -> Flow[_T]:
+    """One call to a store that writes a batch as its chunks are made."""
+    result: _T = yield StoreCall(fn)
+    return result
+
+
 def tracker(fn: Callable[[ChangeTrackingStore], _T]) -> Flow[_T]:
     """One call to a store that lists changed rows (``ChangeTrackingStore``)."""
     result: _T = yield StoreCall(fn)
@@ -158,6 +168,8 @@ class CacheState:
     """The store has the batch methods (BatchStore); else the flows use 1.0's."""
     counters_at_once: bool = False
     """The store writes every namespace's counters in one call (CounterBatchStore)."""
+    chunked_insert: bool = False
+    """The store writes a batch as its chunks are made (ChunkedInsertStore)."""
     last_stale_check: float = 0.0
 
 
@@ -450,6 +462,49 @@ def put_flow(
             np.stack([from_bytes(e.embedding) for e in entries]),
         )
     yield from _after_write(st, {e.namespace for e in entries})
+
+
+def chunked_put_flow(
+    st: CacheState,
+    items: Sequence[Mapping[str, Any]],
+    namespace: str,
+    now: int,
+    progress: ProgressFn | None,
+) -> Flow[None]:
+    """``put_many`` of items that all carry their embedding, on a store that writes a
+    batch as its chunks are made (``ChunkedInsertStore``): each chunk is checked and
+    built while the store's server writes the one before. A bad item raises from
+    inside the store's transaction, which then stores nothing, as if every item had
+    been checked first. ``progress`` hears of the task "write" chunk by chunk."""
+    total = len(items)
+    built: list[StoredEntry] = []
+
+    def chunks() -> Iterable[list[StoredEntry]]:
+        for start in range(0, total, _CHECK_CHUNK):
+            report(progress, "write", start, total)
+            part = items[start : start + _CHECK_CHUNK]
+            prepared = prepare_put_items(st.options, part, namespace, st.dim, first=start)
+            chunk = [build_entry(p, _given(p), now) for p in prepared]
+            built.extend(chunk)
+            yield chunk
+
+    ids = yield from chunked(lambda s: s.insert_chunks(chunks()))
+    report(progress, "write", total, total)
+    if st.index is not None:
+        # Entries of one key share an id; the last one's vector is the stored one.
+        last = {id_: e for id_, e in zip(ids, built, strict=True)}
+        st.index.add(
+            list(last),
+            [e.namespace for e in last.values()],
+            np.stack([from_bytes(e.embedding) for e in last.values()]),
+        )
+    yield from _after_write(st, {e.namespace for e in built})
+
+
+def _given(p: PreparedPut) -> npt.NDArray[np.float32]:
+    if p.embedding is None:  # chunked_put_flow takes only items that carry one
+        raise AssertionError("an item without its embedding reached chunked_put_flow")
+    return p.embedding
 
 
 def load_flow(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[Any]:
@@ -832,10 +887,18 @@ def put_many_request(
     now: int,
     progress: ProgressFn | None = None,
 ) -> Flow[None]:
+    if st.chunked_insert:
+        items = list(items)
+        if len(items) > _CHECK_CHUNK and all(_carries_embedding(item) for item in items):
+            return chunked_put_flow(st, items, namespace, now, progress)
     prepared = prepare_put_items(st.options, items, namespace, st.dim)
     if not prepared:
         return _done(None)
     return put_flow(st, prepared, now, batch=True, progress=progress)
+
+
+def _carries_embedding(item: object) -> bool:
+    return isinstance(item, Mapping) and item.get("embedding") is not None
 
 
 def delete_request(st: CacheState, query: Any, namespace: Any) -> Flow[bool]:

@@ -213,3 +213,17 @@ class AsyncCounterBatchStore(AsyncBatchStore, Protocol):
 
     async def add_counters_many(self, deltas: Mapping[str, Mapping[str, int]]) -> None:
         """``add_counters`` for each namespace of ``deltas``, in one transaction."""
+
+
+@runtime_checkable
+class AsyncChunkedInsertStore(AsyncBatchStore, Protocol):
+    """A store that starts writing a batch before the whole batch is made.
+
+    ``put_many`` checks its items and builds their entries chunk by chunk; such a store
+    takes the next chunk while its server writes the one before, so the cache's work
+    and the server's overlap."""
+
+    async def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
+        """``insert_many`` of the entries ``chunks`` yields, in one transaction; ids in
+        input order. An exception raised by ``chunks`` propagates as it is, and then
+        nothing of the batch is stored."""

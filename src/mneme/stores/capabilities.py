@@ -6,17 +6,24 @@ from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from mneme.stores.async_protocol import (
     AsyncBatchStore,
+    AsyncChunkedInsertStore,
     AsyncCounterBatchStore,
     AsyncStore,
     AsyncVectorSearchStore,
 )
-from mneme.stores.protocol import BatchStore, CounterBatchStore, VectorSearchStore
+from mneme.stores.protocol import (
+    BatchStore,
+    ChunkedInsertStore,
+    CounterBatchStore,
+    VectorSearchStore,
+)
 
 __all__ = [
     "AsyncCapableStore",
     "ReportsReplicas",
     "describe",
     "has_batch_methods",
+    "inserts_chunks",
     "writes_counters_at_once",
     "searches_itself",
 ]
@@ -54,6 +61,11 @@ def has_batch_methods(store: object) -> bool:
 def writes_counters_at_once(store: object) -> bool:
     """Whether a store takes the counters of many namespaces in one call."""
     return isinstance(store, CounterBatchStore | AsyncCounterBatchStore)
+
+
+def inserts_chunks(store: object) -> bool:
+    """Whether a store takes a batch chunk by chunk, writing one while the next is made."""
+    return isinstance(store, ChunkedInsertStore | AsyncChunkedInsertStore)
 
 
 def describe(store: object) -> tuple[str, int | None]:

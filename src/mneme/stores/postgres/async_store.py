@@ -23,7 +23,7 @@ import time
 
 # sync: import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -538,6 +538,29 @@ class AsyncPostgresStore(PgCore):
         rows = dedupe_batch(entries)
         op = self._op_insert_many(rows)
         ids, flag = await self._run("insert_many", op, "raw", wrote=True)
+        return await self._inserted(entries, rows, ids, flag)
+
+    async def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
+        """``insert_many`` for entries that come in chunks, in one transaction. On a
+        connection the store owns, the next chunk is taken from ``chunks`` (made) while
+        the server writes the one before; whatever ``chunks`` raises propagates as it
+        is, and nothing of the batch is stored."""
+        self._check()
+        if not self._owned:
+            return await self.insert_many([e for chunk in chunks for e in chunk])
+        feed = self._feed(chunks)
+        ids, flag = await self._run("insert_many", self._op_insert_staged(feed), "raw", wrote=True)
+        return await self._inserted(feed.entries, dedupe_batch(feed.entries), ids, flag)
+
+    async def _inserted(
+        self,
+        entries: Sequence[StoredEntry],
+        rows: Sequence[StoredEntry],
+        ids: Mapping[tuple[str, str], int],
+        flag: Any,
+    ) -> list[int]:
+        """After a batch insert: adopt a side table another store added, check for
+        graphs to build; the ids of ``entries`` in order."""
         if flag is not None:
             await self._adopt([replace(e, id=ids[(e.namespace, e.query_hash)]) for e in rows])
         await self._after_insert(Counter(e.namespace for e in rows))

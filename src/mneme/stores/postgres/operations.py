@@ -12,7 +12,6 @@ between two such transactions is retried. Reads never wait.
 from __future__ import annotations
 
 import decimal
-import functools
 import itertools
 import json
 import logging
@@ -21,7 +20,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -32,6 +31,7 @@ from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
 from mneme._types import ProgressFn, StoredEntry
 from mneme.stores.common import check_embedder, dedupe_batch
 from mneme.stores.postgres.copy_rows import staged_rows
+from mneme.stores.postgres.feed import ChunkFeed
 from mneme.stores.postgres.graphs import (
     VectorGraph,
     build_graph,
@@ -180,6 +180,20 @@ def _encode_staged(rows: Sequence[StoredEntry], dim: int, first_ord: int) -> byt
     metadata = [_json_or_none(e.metadata) for e in rows]
     sides = side_vectors([e.embedding for e in rows], dim) if dim else None
     return staged_rows(rows, metadata, sides, dim, first_ord)
+
+
+def _ids_and_flag(
+    rows: Iterable[Sequence[Any]], plain: bool
+) -> tuple[dict[tuple[str, str], int], Any]:
+    """Ids by (namespace, query_hash) of an upsert's rows, and on a plain store the
+    flag its statement returns (set when the schema has a pgvector side table)."""
+    ids: dict[tuple[str, str], int] = {}
+    flag = None
+    for row in rows:
+        ids[(row[0], row[1])] = int(row[2])
+        if plain and row[3] is not None:
+            flag = row[3]
+    return ids, flag
 
 
 def _batch_columns(rows: Sequence[StoredEntry]) -> list[list[Any]]:
@@ -729,19 +743,17 @@ class PgCore:
         """Ids by key, and the pgvector flag as for ``_op_insert``. Mode "raw".
 
         On a connection the store owns, a large batch is loaded with a binary COPY
-        into a session staging table and upserted from there in one statement;
+        into a session staging table and upserted from there (``_op_insert_staged``);
         otherwise each chunk is one multi-row statement over unnest arrays."""
+        if self._owned and len(rows) >= _COPY_AT_LEAST:
+            slices = [rows[i : i + _STAGE_CHUNK] for i in range(0, len(rows), _STAGE_CHUNK)]
+            return (yield from self._op_insert_staged(slices))
         chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
         vec = self._vec
-        staged = self._owned and len(rows) >= _COPY_AT_LEAST
 
         def upsert() -> PgOp[tuple[tuple[dict[tuple[str, str], int], Any], bool]]:
-            ids: dict[tuple[str, str], int] = {}
-            flag = None
             results: list[Any] = []
-            if staged:
-                results.append((yield from self._op_staged(rows, vec)))
-            for chunk in () if staged else chunks:  # parameters per chunk: bounded memory
+            for chunk in chunks:  # parameters per chunk: bounded memory
                 if vec is None:
                     columns = _batch_columns(chunk)
                     results.append((yield Execute(self._sql["insert_many"], columns, "all")))
@@ -749,27 +761,40 @@ class PgCore:
                     sides = side_vectors([e.embedding for e in chunk], vec.dim)
                     columns = [*_batch_columns(chunk), sides]
                     results.append((yield Execute(vec.sql["insert_many"], columns, "all")))
-            for row in itertools.chain.from_iterable(results):
-                ids[(row[0], row[1])] = int(row[2])
-                if vec is None and row[3] is not None:
-                    flag = row[3]
-            if staged:
-                self._loaded_at = time.monotonic()
-            return (ids, flag), False
+            return _ids_and_flag(itertools.chain.from_iterable(results), vec is None), False
 
-        if len(chunks) == 1 and not staged:
+        if len(chunks) == 1:
             return (yield from self._op_upsert(upsert))
         # Several statements (each bumps the counter): one explicit transaction.
         return (yield from self._op_write(upsert))
 
+    def _feed(self, chunks: Iterable[Sequence[StoredEntry]]) -> ChunkFeed:
+        """``chunks`` as the staged path takes them (see ``_op_insert_staged``)."""
+        return ChunkFeed(chunks, _STAGE_CHUNK)
+
+    def _op_insert_staged(
+        self, chunks: Iterable[Sequence[StoredEntry]]
+    ) -> PgOp[tuple[dict[tuple[str, str], int], Any]]:
+        """``_op_insert_many`` through the staging table, one transaction for all the
+        chunks (each free of duplicate keys). ``chunks`` is read again from its start
+        when a deadlock makes the transaction start over. Mode "raw"."""
+        vec = self._vec
+
+        def upsert() -> PgOp[tuple[tuple[dict[tuple[str, str], int], Any], bool]]:
+            rows = yield from self._op_staged(chunks, vec)
+            self._loaded_at = time.monotonic()
+            return _ids_and_flag(rows, vec is None), False
+
+        return (yield from self._op_write(upsert))
+
     def _op_staged(
-        self, rows: Sequence[StoredEntry], vec: VectorStatements | None
+        self, chunks: Iterable[Sequence[StoredEntry]], vec: VectorStatements | None
     ) -> PgOp[list[Any]]:
-        """COPY the rows into the session's staging table and upsert them from there,
-        one chunk at a time, inside a transaction (at whose end the staging table
-        empties). The client encodes the next chunk while the server upserts this one
-        (the upsert is sent in pipeline mode, which does not wait for its result): the
-        client's work and the server's overlap instead of taking turns."""
+        """COPY each chunk into the session's staging table and upsert it from there,
+        inside a transaction (at whose end the staging table empties). The client
+        takes and encodes the next chunk while the server upserts this one (the upsert
+        is sent in pipeline mode, which does not wait for its result): the client's
+        work and the server's overlap instead of taking turns."""
         names = vec.sql if vec is not None else self._sql
         yield Execute(names["stage"], prepare=False)
         # The upsert sorts and re-reads each chunk: in memory rather than in temp files,
@@ -783,17 +808,24 @@ class PgCore:
         dim = 0 if vec is None else vec.dim
         upsert = Execute(names["insert_staged"], None, "all", prepare=False)
         empty = Execute(names["stage_empty"], prepare=False)
+        pending = iter(chunks)
+        start = 0
+
+        def encode_next() -> bytes | None:
+            nonlocal start
+            chunk = next(pending, None)
+            if chunk is None:
+                return None
+            data = _encode_staged(chunk, dim, start)
+            start += len(chunk)
+            return data
+
         upserted: list[Any] = []
-        data = _encode_staged(rows[:_STAGE_CHUNK], dim, 0)
-        for start in range(_STAGE_CHUNK, len(rows), _STAGE_CHUNK):
+        data = encode_next()
+        while data is not None:
             yield CopyIn(names["stage_copy"], data)
-            encode = functools.partial(
-                _encode_staged, rows[start : start + _STAGE_CHUNK], dim, start
-            )
-            got, data = yield Pipelined([upsert, empty], 0, meanwhile=encode)
+            got, data = yield Pipelined([upsert, empty], 0, meanwhile=encode_next)
             upserted.extend(got)
-        yield CopyIn(names["stage_copy"], data)  # the last chunk
-        upserted.extend((yield upsert))
         return upserted
 
     def _op_delete(self, name: str, params: Sequence[Any]) -> PgOp[int]:
