@@ -6,6 +6,7 @@ see every chunk. Sync and async caches, BYTEA and pgvector."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -240,3 +241,42 @@ def test_a_feed_is_read_again_from_its_start_without_taking_twice() -> None:
     assert [len(c) for c in first] == [499, 499, 205]
     assert [c.count("same") for c in first] == [1, 1, 1]
     assert len(feed.entries) == 3 * 402
+
+
+@pytest.mark.parametrize("server", ["postgres 18", "postgres 15"])
+def test_a_store_without_pgvector_loads_through_copy_too(
+    request: pytest.FixtureRequest, server: str
+) -> None:
+    """A BYTEA store opened from a DSN has its own connection, so its bulk loads go
+    through the session staging table as a pgvector store's do, on a server without
+    pgvector as well; every value comes back as written."""
+    dsn = request.getfixturevalue("postgres_dsn" if server == "postgres 18" else "pg15_dsn")
+    schema = request.getfixturevalue("pg_schema" if server == "postgres 18" else "pg15_schema")
+    store = PostgresStore(dsn, schema=schema, use_pgvector=False)
+    cache = SemanticCache(store=store, embedder=HashingEmbedder(DIM)).open()
+    try:
+        batch = items(N)
+        for i, item in enumerate(batch):
+            item["metadata"] = None if i % 3 else {"i": i, "s": "ünï \\N"}
+            item["ttl"] = None if i % 2 else 3_600 + i
+        conn = store._source._conn  # type: ignore[attr-defined]
+        with tempfile.TemporaryFile() as trace:
+            conn.pgconn.trace(trace.fileno())
+            try:
+                cache.put_many(batch)
+            finally:
+                conn.pgconn.untrace()
+            trace.seek(0)
+            sent = trace.read().decode("utf-8", "replace")
+        assert "COPY pg_temp.mneme_stage" in sent and "unnest" not in sent
+        assert stored_count(dsn, schema) == N
+        for i in (0, 1, 2, 1_999, 3_001, N - 1):
+            got = store.get_by_hash(f"ns{i % 3}", cache._state.options.key(f"question {i}")[1])
+            assert got is not None and got.response == f"answer {i}"
+            assert got.metadata == (None if i % 3 else {"i": i, "s": "ünï \\N"})
+            assert got.ttl == (None if i % 2 else 3_600 + i)
+            np.testing.assert_allclose(
+                np.frombuffer(got.embedding, dtype="<f4"), batch[i]["embedding"], rtol=1e-6
+            )
+    finally:
+        cache.close()

@@ -489,6 +489,8 @@ class PgCore:
         searches, keeps the side table written, or neither; upgrade when asked to.
         Run with mode "raw"."""
         self._vec, self._vector_info, self._search = None, None, False
+        # Whether bulk loads may use a session staging table, with or without pgvector.
+        self._owned = owned_connection
         state: VectorSchemaState = yield Atomic(read_state(self.schema))
         want = self._use_pgvector
         version = ""
@@ -515,7 +517,6 @@ class PgCore:
                 )
         stmts = VectorStatements(self.schema, self._dim, kind)
         yield from self._op_vector_type()
-        self._owned = owned_connection
         if state.flag_index is not None and not (state.has_registry and state.has_fresh):
             # A schema of an earlier version: add the graph registry and the fresh
             # column (no data moves, no rewrite).
