@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -186,7 +187,7 @@ def entry(key: str, namespace: str = "default") -> StoredEntry:
         query_hash=key,
         query=key,
         response=f"response {key}",
-        embedding=unit_rows(1, hash(key) % 1000)[0].tobytes(),
+        embedding=unit_rows(1, zlib.crc32(key.encode()))[0].tobytes(),
         metadata=None,
         created_at=1,
         last_accessed_at=1,
