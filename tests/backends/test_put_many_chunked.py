@@ -48,7 +48,7 @@ class Cache:
         return lambda *args, **kwargs: self.runner.run(method(*args, **kwargs))
 
     def shut(self) -> None:
-        self.__getattr__("close")()
+        self.close()
         if self.kind == "async":
             self.runner.close()
 

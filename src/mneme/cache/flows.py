@@ -455,12 +455,7 @@ def put_flow(
     else:
         ids = [(yield from store(lambda s: s.insert(entries[0])))]
     report(progress, "write", len(entries), len(entries))
-    if st.index is not None:
-        st.index.add(
-            ids,
-            [e.namespace for e in entries],
-            np.stack([from_bytes(e.embedding) for e in entries]),
-        )
+    _index_written(st, ids, entries)
     yield from _after_write(st, {e.namespace for e in entries})
 
 
@@ -490,15 +485,21 @@ def chunked_put_flow(
 
     ids = yield from chunked(lambda s: s.insert_chunks(chunks()))
     report(progress, "write", total, total)
-    if st.index is not None:
-        # Entries of one key share an id; the last one's vector is the stored one.
-        last = {id_: e for id_, e in zip(ids, built, strict=True)}
-        st.index.add(
-            list(last),
-            [e.namespace for e in last.values()],
-            np.stack([from_bytes(e.embedding) for e in last.values()]),
-        )
+    _index_written(st, ids, built)
     yield from _after_write(st, {e.namespace for e in built})
+
+
+def _index_written(st: CacheState, ids: Sequence[int], entries: Sequence[StoredEntry]) -> None:
+    """Add what a write stored to the in-process index, if the cache keeps one.
+    Entries of one key share an id; the last one's vector is the stored one."""
+    if st.index is None or not entries:
+        return
+    last = {id_: e for id_, e in zip(ids, entries, strict=True)}
+    st.index.add(
+        list(last),
+        [e.namespace for e in last.values()],
+        np.stack([from_bytes(e.embedding) for e in last.values()]),
+    )
 
 
 def _given(p: PreparedPut) -> npt.NDArray[np.float32]:
@@ -512,12 +513,7 @@ def load_flow(st: CacheState, entries: Sequence[StoredEntry]) -> Flow[Any]:
     if not entries:
         return
     ids = yield from _insert_many(st, entries)
-    if st.index is not None:
-        st.index.add(
-            ids,
-            [e.namespace for e in entries],
-            np.stack([from_bytes(e.embedding) for e in entries]),
-        )
+    _index_written(st, ids, entries)
 
 
 def delete_flow(st: CacheState, ns: str, qhash: str) -> Flow[bool]:
