@@ -149,9 +149,15 @@ def unit_vector(vector: object, dim: int) -> npt.NDArray[np.float32]:
         raise ValueError(f"embedding is not a numeric vector: {exc}") from exc
     if arr.ndim != 1 or arr.shape[0] != dim:
         raise EmbedderDimensionError(f"embedding has shape {arr.shape}, expected 1-D of dim {dim}")
-    if not np.all(np.isfinite(arr)):
+    # One dot product tells a finite vector (NaN and infinity make it NaN or inf) and
+    # gives its norm; only a sum that overflows needs the slower checks.
+    squared = float(arr @ arr)
+    if math.isfinite(squared):
+        norm = math.sqrt(squared)
+    elif not np.isfinite(arr).all():
         raise ValueError("embedding contains NaN or infinity")
-    norm = float(np.linalg.norm(arr))
+    else:
+        norm = float(np.linalg.norm(arr))
     if norm > 0.0:
         arr = arr / norm
     return arr.astype(np.float32)

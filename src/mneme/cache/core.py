@@ -141,7 +141,16 @@ def _own(metadata: dict[str, Any] | None) -> dict[str, Any]:
     """A Hit's own copy of the metadata: a caller changing it must not change what
     the store (MemoryStore keeps the very dict) serves next time. No metadata is an
     empty dict, as in 1.0, so ``hit.metadata.get(...)`` always works."""
-    return {} if metadata is None else copy.deepcopy(metadata)
+    if metadata is None:
+        return {}
+    if type(metadata) is dict and all(
+        type(k) is str and type(v) in _SCALARS for k, v in metadata.items()
+    ):
+        return dict(metadata)  # flat: the shallow copy is a deep one
+    return copy.deepcopy(metadata)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def exact_hit(entry: StoredEntry, now: int) -> Hit:

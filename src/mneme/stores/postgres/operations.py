@@ -15,6 +15,7 @@ import decimal
 import itertools
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -859,10 +860,13 @@ class PgCore:
                 "available on the server)"
             )
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if k <= 0 or query.shape != (vec.dim,) or not np.isfinite(query).all():
+        if k <= 0 or query.shape != (vec.dim,):
             return None
-        if not np.any(query):
-            return None  # cosine is undefined for a zero vector
+        # A finite, non-zero vector has a finite, positive squared norm; only the rest
+        # (or a norm that overflows or underflows) takes the slower exact checks.
+        squared = float(query @ query)
+        if not 0.0 < squared < math.inf and (not np.isfinite(query).all() or not np.any(query)):
+            return None  # cosine is undefined for a zero vector, and for NaN or infinity
         params = {
             "ns": namespace,
             "q": query,
