@@ -410,8 +410,97 @@ def test_dimensions_end_to_end(
             [schema, graph_name("default")],
         ).fetchone()
     assert indexdef is not None
-    assert ("halfvec" in indexdef[0]) == (dim > 2000)
+    assert f"halfvec({dim})) halfvec_cosine_ops" in indexdef[0]
     assert "WHERE ((namespace = 'default'::text) AND (NOT fresh))" in indexdef[0]
+
+
+def graph_indexdefs(dsn: str, schema: str) -> list[str]:
+    with admin(dsn) as conn:
+        rows = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname LIKE %s "
+            "ORDER BY indexname",
+            [schema, "idx_ev_hnsw_%"],
+        ).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_half_precision_graphs_report_exact_similarities(
+    postgres_dsn: str, opened_stores: list[PostgresStore]
+) -> None:
+    """The graph holds half-precision vectors; the similarity a search reports (which
+    the cache weighs against its threshold) is the cosine of the stored float32
+    vectors, for walked rows, fresh rows and an exactly searched namespace alike.
+    Half-precision distances are off by ~1e-4 at dim 384."""
+    dim = 384
+    rng = np.random.default_rng(3)
+    stored = clustered(rng, 600, dim)
+    small = clustered(np.random.default_rng(4), 40, dim)
+    store = open_store(opened_stores, postgres_dsn, fresh(), dim, use_pgvector=True)
+    store.insert_many([entry(f"k{i}", v) for i, v in enumerate(stored)])
+    store.insert_many([entry(f"s{i}", v, namespace="small") for i, v in enumerate(small)])
+    store.build_vector_indexes()
+    # Written after the build: fresh, beside the graph until the background pass.
+    late = clustered(np.random.default_rng(5), 5, dim)
+    for i, v in enumerate(late):
+        store.insert(entry(f"late{i}", v))
+    assert len(graph_indexdefs(postgres_dsn, store.schema)) == 1
+    by_key = {f"k{i}": v for i, v in enumerate(stored)}
+    by_key.update({f"late{i}": v for i, v in enumerate(late)})
+    by_key.update({f"s{i}": v for i, v in enumerate(small)})
+    worst = 0.0
+    queries = [
+        (ns, unit(v + rng.standard_normal(dim) * 0.02))
+        for ns, v in (
+            *(("default", stored[i]) for i in range(0, 600, 30)),
+            *(("default", v) for v in late),
+            *(("small", small[i]) for i in range(0, 40, 8)),
+        )
+    ]
+    seen = set()
+    for ns, q in queries:
+        found = store.search(ns, q, k=3, now=T0)
+        assert len(found) == 3
+        sims = [s for _, s in found]
+        assert sims == sorted(sims, reverse=True)
+        for e, s in found:
+            seen.add(e.query_hash[:1])
+            exact = float(np.dot(by_key[e.query_hash].astype(np.float64), q.astype(np.float64)))
+            worst = max(worst, abs(s - exact))
+    assert seen == {"k", "l", "s"}
+    assert worst < 5e-6, worst
+
+
+def test_a_schema_with_full_precision_graphs_keeps_them(
+    postgres_dsn: str, opened_stores: list[PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Side tables of earlier versions index the full vectors (recorded as 'hnsw'): a
+    store of this version searches those graphs as they are, builds its new graphs the
+    same way, and never rebuilds them behind the operator's back."""
+    import mneme.stores.postgres.operations as operations
+
+    dim = 16
+    schema = fresh()
+    vectors = clustered(np.random.default_rng(6), 400, dim)
+    with monkeypatch.context() as patch:
+        patch.setattr(operations, "index_kind", lambda d: "hnsw")
+        old = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+        old.insert_many([entry(f"a{i}", v) for i, v in enumerate(vectors[:300])])
+        old.build_vector_indexes()
+        old.close()
+    (before,) = graph_indexdefs(postgres_dsn, schema)
+    assert "embedding vector_cosine_ops" in before and "halfvec" not in before
+    store = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+    store.insert_many([entry(f"b{i}", v, namespace="b") for i, v in enumerate(vectors[100:])])
+    store.build_vector_indexes()
+    defs = graph_indexdefs(postgres_dsn, schema)
+    assert before in defs and len(defs) == 2
+    assert all("halfvec" not in d and "vector_cosine_ops" in d for d in defs)
+    for i in range(0, 300, 25):
+        best, similarity = store.search("default", vectors[i], k=1, now=T0)[0]
+        assert best.query_hash == f"a{i}"
+        assert similarity == pytest.approx(1.0, abs=1e-6)
+        best, _ = store.search("b", vectors[100 + i], k=1, now=T0)[0]
+        assert best.query_hash == f"b{i}"
 
 
 def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: str) -> None:

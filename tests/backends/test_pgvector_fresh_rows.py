@@ -51,7 +51,8 @@ def wait_until_moved(dsn: str, schema: str, seconds: float = 60.0) -> None:
 
 
 def walk_finds(dsn: str, schema: str, namespace: str, q: npt.NDArray[np.float32]) -> str:
-    """The nearest row of ``namespace``'s graph alone (the planner made to walk it)."""
+    """The nearest row of ``namespace``'s graph alone (the planner made to walk it; the
+    graph holds the vectors in half precision)."""
     from pgvector.psycopg import register_vector
 
     with admin(dsn) as conn:
@@ -62,8 +63,8 @@ def walk_finds(dsn: str, schema: str, namespace: str, q: npt.NDArray[np.float32]
         query = sql.SQL(
             "SELECT e.query_hash FROM {s}.entry_vectors v JOIN {s}.entries e ON e.id = v.id "
             "WHERE v.id = (SELECT id FROM {s}.entry_vectors WHERE namespace = %s AND NOT fresh "
-            "ORDER BY embedding <=> %s LIMIT 1)"
-        ).format(s=sql.Identifier(schema))
+            "ORDER BY embedding::halfvec({d}) <=> %s::halfvec({d}) LIMIT 1)"
+        ).format(s=sql.Identifier(schema), d=sql.Literal(len(q)))
         plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN ") + query, [namespace, q]))
         assert graph_name(namespace) in plan
         row = conn.execute(query, [namespace, q]).fetchone()

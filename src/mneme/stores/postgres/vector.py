@@ -155,9 +155,12 @@ def check_dim(dim: int) -> None:
 
 
 def index_kind(dim: int) -> str:
-    """'hnsw' (vector) up to 2,000 dimensions, 'hnsw_halfvec' up to 4,000."""
+    """The graphs of a new side table: 'hnsw_halfvec', an index on the vectors in half
+    precision, at every dimension up to 4,000. A schema keeps the kind it was created
+    with (``META_INDEX``): side tables of earlier versions, 'hnsw', index the full
+    vectors (up to 2,000 dimensions) and are searched as they are."""
     check_dim(dim)
-    return "hnsw" if dim <= VECTOR_DIM_LIMIT else "hnsw_halfvec"
+    return "hnsw_halfvec"
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -257,9 +260,12 @@ _SIDE_STATEMENTS = {
     "count_side": "SELECT count(*) FROM {schema}.entry_vectors",
     "analyze": "ANALYZE {schema}.entry_vectors",
     # The namespace's own graph (partial index) or an exact scan, chosen by the planner
-    # on a custom plan. A walk's first pass is in exact order (ef_search is never below
-    # k), but a relaxed-order iterative scan that goes on past it is not: MATERIALIZED
-    # and "d + 0" keep the planner from trusting that order, and the sort restores it.
+    # on a custom plan. A graph of half-precision vectors is walked in the order of its
+    # own (approximate) distance, but every row's distance "d", by which the candidates
+    # are ranked and their similarity reported, is the exact one of the stored vector.
+    # A walk's first pass is in its own order (ef_search is never below k), but a
+    # relaxed-order iterative scan that goes on past it is not: MATERIALIZED and
+    # "d + 0" keep the planner from trusting that order, and the sort restores it.
     # Only the best k are joined with their entries (the side row and its entry are
     # deleted together).
     # %(gate)s is true, or in a statement prepared for one namespace on the store's own
@@ -276,13 +282,13 @@ _SIDE_STATEMENTS = {
     "u AS MATERIALIZED (({walk} AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL "
     "OR x.created_at + x.ttl > %(now)s) AND %(gate)s ORDER BY {approx} LIMIT %(scan)s) "
     "UNION ALL ({fresh} AND NOT EXISTS (SELECT 1 FROM x WHERE x.ttl IS NULL "
-    "OR x.created_at + x.ttl > %(now)s) ORDER BY ({approx}) + 0 LIMIT %(scan)s)), "
+    "OR x.created_at + x.ttl > %(now)s) ORDER BY ({exact}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT 0, x.*, NULL::float8 FROM x "
     "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b "
     "JOIN {schema}.entries en ON en.id = b.id ORDER BY b.d, b.id)",
     "search": "WITH u AS MATERIALIZED (({walk} AND %(gate)s ORDER BY {approx} LIMIT %(scan)s) "
-    "UNION ALL ({fresh} ORDER BY ({approx}) + 0 LIMIT %(scan)s)), "
+    "UNION ALL ({fresh} ORDER BY ({exact}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
     "ORDER BY b.d, b.id",
@@ -327,7 +333,7 @@ _SIDE_STATEMENTS["side_fill"] = _SIDE_STATEMENTS["side_upsert"].replace(
 
 for _name in ("search", "lookup"):
     _SIDE_STATEMENTS[f"{_name}_exact"] = _SIDE_STATEMENTS[_name].replace(
-        "AND %(gate)s ORDER BY {approx} LIMIT", "AND %(gate)s ORDER BY ({approx}) + 0 LIMIT"
+        "AND %(gate)s ORDER BY {approx} LIMIT", "AND %(gate)s ORDER BY ({exact}) + 0 LIMIT"
     )
     assert _SIDE_STATEMENTS[f"{_name}_exact"] != _SIDE_STATEMENTS[_name]
 
@@ -342,8 +348,9 @@ class VectorStatements:
         self.kind = kind
         self._ident = sql.Identifier(schema)
         halfvec = sql.SQL("halfvec({})").format(sql.Literal(dim))
+        exact: Composable = sql.SQL("embedding <=> %(q)b")
         if kind == "hnsw":
-            approx: Composable = sql.SQL("embedding <=> %(q)b")
+            approx: Composable = exact
             self._indexed: Composable = sql.SQL("embedding vector_cosine_ops")
         else:
             # The same expression as the index, so the planner can use it.
@@ -363,13 +370,14 @@ class VectorStatements:
             # The live rows of the namespace in its graph, and those beside it.
             **{
                 part: sql.SQL(
-                    "SELECT id, {approx} AS d FROM {schema}.entry_vectors "
+                    "SELECT id, {exact} AS d FROM {schema}.entry_vectors "
                     "WHERE namespace = %(ns)s AND {which} AND embedding IS NOT NULL "
                     "AND (expires_at IS NULL OR expires_at > %(now)s)"
-                ).format(approx=approx, schema=self._ident, which=sql.SQL(which))
+                ).format(exact=exact, schema=self._ident, which=sql.SQL(which))
                 for part, which in (("walk", "NOT fresh"), ("fresh", "fresh"))
             },
             "approx": approx,
+            "exact": exact,
             "entry_columns": sql.SQL(", ").join(
                 sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")
             ),
