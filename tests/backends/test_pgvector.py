@@ -503,6 +503,56 @@ def test_a_schema_with_full_precision_graphs_keeps_them(
         assert best.query_hash == f"b{i}"
 
 
+def test_a_schema_moves_to_half_precision_graphs_by_the_documented_steps(
+    postgres_dsn: str, opened_stores: list[PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/stores/pgvector.md: with the schema's stores closed, drop the side table and
+    its registry and the three pgvector keys; the next store opened with pgvector
+    upgrades the schema in place, with half-precision graphs and every entry."""
+    import mneme.stores.postgres.operations as operations
+
+    dim = 16
+    schema = fresh()
+    vectors = clustered(np.random.default_rng(7), 500, dim)
+    with monkeypatch.context() as patch:
+        patch.setattr(operations, "index_kind", lambda d: "hnsw")
+        old = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+        old.insert_many([entry(f"k{i}", v) for i, v in enumerate(vectors)])
+        old.build_vector_indexes()
+        old.close()
+    assert all("halfvec" not in d for d in graph_indexdefs(postgres_dsn, schema))
+    with admin(postgres_dsn) as conn:
+        conn.execute(
+            sql.SQL("DROP TABLE {s}.vector_graphs, {s}.entry_vectors").format(
+                s=sql.Identifier(schema)
+            )
+        )
+        conn.execute(
+            sql.SQL(
+                "DELETE FROM {}.schema_meta "
+                "WHERE key IN ('vector_dim', 'vector_index', 'vector_layout')"
+            ).format(sql.Identifier(schema))
+        )
+    store = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
+    (graph,) = graph_indexdefs(postgres_dsn, schema)
+    assert f"halfvec({dim})) halfvec_cosine_ops" in graph
+    with admin(postgres_dsn) as conn:
+        meta = dict(
+            conn.execute(
+                sql.SQL("SELECT key, value FROM {}.schema_meta").format(sql.Identifier(schema))
+            ).fetchall()
+        )
+        side = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}.entry_vectors").format(sql.Identifier(schema))
+        ).fetchone()
+    assert meta["vector_index"] == "hnsw_halfvec" and meta["vector_layout"] == "graphs"
+    assert side is not None and side[0] == 500
+    for i in range(0, 500, 50):
+        best, similarity = store.search("default", vectors[i], k=1, now=T0)[0]
+        assert best.query_hash == f"k{i}"
+        assert similarity == pytest.approx(1.0, abs=1e-6)
+
+
 def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: str) -> None:
     store = PostgresStore(postgres_dsn, schema=pg_schema, use_pgvector=True)
     with pytest.raises(StoreBackendError, match="4,000") as info:
