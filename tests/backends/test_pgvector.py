@@ -470,23 +470,39 @@ def test_half_precision_graphs_report_exact_similarities(
     assert worst < 5e-6, worst
 
 
+def made_by_an_earlier_version(
+    stores: list[PostgresStore],
+    dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    vectors: npt.NDArray[np.float32],
+    prefix: str,
+) -> str:
+    """A new schema with one entry ``<prefix><i>`` per vector and its graphs as earlier
+    versions made them: on the full vectors, the kind recorded as 'hnsw' (the only
+    difference of those versions here)."""
+    import mneme.stores.postgres.operations as operations
+
+    schema = fresh()
+    with monkeypatch.context() as patch:
+        patch.setattr(operations, "index_kind", lambda d: "hnsw")
+        old = open_store(stores, dsn, schema, vectors.shape[1], use_pgvector=True)
+        old.insert_many([entry(f"{prefix}{i}", v) for i, v in enumerate(vectors)])
+        old.build_vector_indexes()
+        old.close()
+    return schema
+
+
 def test_a_schema_with_full_precision_graphs_keeps_them(
     postgres_dsn: str, opened_stores: list[PostgresStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Side tables of earlier versions index the full vectors (recorded as 'hnsw'): a
     store of this version searches those graphs as they are, builds its new graphs the
     same way, and never rebuilds them behind the operator's back."""
-    import mneme.stores.postgres.operations as operations
-
     dim = 16
-    schema = fresh()
     vectors = clustered(np.random.default_rng(6), 400, dim)
-    with monkeypatch.context() as patch:
-        patch.setattr(operations, "index_kind", lambda d: "hnsw")
-        old = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
-        old.insert_many([entry(f"a{i}", v) for i, v in enumerate(vectors[:300])])
-        old.build_vector_indexes()
-        old.close()
+    schema = made_by_an_earlier_version(
+        opened_stores, postgres_dsn, monkeypatch, vectors[:300], "a"
+    )
     (before,) = graph_indexdefs(postgres_dsn, schema)
     assert "embedding vector_cosine_ops" in before and "halfvec" not in before
     store = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
@@ -509,17 +525,9 @@ def test_a_schema_moves_to_half_precision_graphs_by_the_documented_steps(
     """docs/stores/pgvector.md: with the schema's stores closed, drop the side table and
     its registry and the three pgvector keys; the next store opened with pgvector
     upgrades the schema in place, with half-precision graphs and every entry."""
-    import mneme.stores.postgres.operations as operations
-
     dim = 16
-    schema = fresh()
     vectors = clustered(np.random.default_rng(7), 500, dim)
-    with monkeypatch.context() as patch:
-        patch.setattr(operations, "index_kind", lambda d: "hnsw")
-        old = open_store(opened_stores, postgres_dsn, schema, dim, use_pgvector=True)
-        old.insert_many([entry(f"k{i}", v) for i, v in enumerate(vectors)])
-        old.build_vector_indexes()
-        old.close()
+    schema = made_by_an_earlier_version(opened_stores, postgres_dsn, monkeypatch, vectors, "k")
     assert all("halfvec" not in d for d in graph_indexdefs(postgres_dsn, schema))
     with admin(postgres_dsn) as conn:
         conn.execute(
