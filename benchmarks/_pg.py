@@ -75,7 +75,7 @@ def with_options(dsn: str, options: str) -> str:
 
 def pg_sizes(dsn: str, schema: str) -> dict[str, Any]:
     """Bytes of the schema's tables with their indexes, of all indexes, and of the
-    indexes by access method (``hnsw`` is every graph together)."""
+    indexes by access method (``hnsw`` and ``ivfflat``: the namespaces' vector indexes)."""
     import psycopg
 
     q = (
@@ -174,9 +174,13 @@ def search_sql(store: Any, schema: str) -> SearchSQL:
     hnsw = getattr(store, "_hnsw", None)
     ef = str(getattr(hnsw, "ef_search", 100))
     settings = {"hnsw.ef_search": ef}
+    if hasattr(hnsw, "ivfflat_probes"):
+        settings["ivfflat.probes"] = str(hnsw.ivfflat_probes)
     if getattr(store, "_iterative", True):
         settings["hnsw.iterative_scan"] = "relaxed_order"
         settings["hnsw.max_scan_tuples"] = str(getattr(hnsw, "max_scan_tuples", 20_000))
+        if hasattr(hnsw, "ivfflat_probes"):
+            settings["ivfflat.iterative_scan"] = "relaxed_order"
     try:
         statement = store._vec.sql["search"]
         probe = np.ones(store._vec.dim, dtype=np.float32)
@@ -231,13 +235,16 @@ def explain(conn: Any, search: SearchSQL, params: dict[str, Any]) -> dict[str, A
     }
 
 
-def hnsw_index_names(dsn: str, schema: str) -> set[str]:
+def vector_index_names(dsn: str, schema: str) -> dict[str, str]:
+    """The schema's vector indexes (HNSW and IVFFlat): name -> access method."""
     import psycopg
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         rows = conn.execute(
-            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-            "JOIN pg_am am ON am.oid = c.relam WHERE n.nspname = %s AND am.amname = 'hnsw'",
+            "SELECT c.relname, am.amname FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "JOIN pg_am am ON am.oid = c.relam "
+            "WHERE n.nspname = %s AND am.amname IN ('hnsw', 'ivfflat')",
             [schema],
         ).fetchall()
-    return {str(r[0]) for r in rows}
+    return {str(name): str(method) for name, method in rows}

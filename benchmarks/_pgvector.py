@@ -197,18 +197,25 @@ def ef_sweep(
     truth: dict[str, list[int]],
     ef_values: tuple[int, ...],
     per_set: int,
+    option: str = "ef_search",
 ) -> list[dict[str, Any]]:
-    """recall@1 and latency of the store's own top-1 search at each ef_search, for
-    each query set (paraphrases, topic questions, paraphrases per size class)."""
+    """recall@1 and latency of the store's own top-1 search at each value of the store
+    ``option`` (ef_search: HNSW graphs; ivfflat_probes: IVFFlat indexes), for each
+    query set (paraphrases, topic questions, paraphrases per size class)."""
+    import inspect
+
+    from mneme.stores.postgres.store import PostgresStore
     from mneme.testing import HashingEmbedder
 
+    if option not in inspect.signature(PostgresStore).parameters:
+        return []
     emb = HashingEmbedder(int(spec["dim"]))
     rows = []
     for ef in ef_values:
-        store = m.make_store({**spec, "options": {**spec.get("options", {}), "ef_search": ef}})
+        store = m.make_store({**spec, "options": {**spec.get("options", {}), option: ef}})
         store.open(emb.fingerprint, emb.dim)
         try:
-            row: dict[str, Any] = {"ef_search": ef}
+            row: dict[str, Any] = {option: ef}
             now = int(time.time())
 
             def search(q: Query, store: Any = store, now: int = now) -> Any:
@@ -245,11 +252,12 @@ def planning(
     """EXPLAIN (ANALYZE, SUMMARY) of the store's search statement for ``samples``
     queries per size class on one warm connection, and the first statement on
     ``first_calls`` new connections per class (the relation cache is filled per
-    connection, so the first plan costs more). Also whether the plan walked a graph."""
+    connection, so the first plan costs more). Also whether the plan used the namespace's
+    own vector index (HNSW or IVFFlat)."""
     store = _open_store(spec)
     try:
         search = _pg.search_sql(store, spec["schema"])
-        graphs = _pg.hnsw_index_names(spec["dsn"], spec["schema"])
+        graphs = _pg.vector_index_names(spec["dsn"], spec["schema"])
         now = int(time.time())
 
         def params(q: Query) -> dict[str, Any]:
@@ -278,7 +286,8 @@ def planning(
                     firsts.append(_pg.explain(conn, search, params(q))["planning_ms"] / 1e3)
             classes[cls]["first_planning_ms"] = m.summary(firsts)
         out["classes"] = classes
-        out["hnsw_indexes"] = len(graphs)
+        out["hnsw_indexes"] = sum(method == "hnsw" for method in graphs.values())
+        out["ivfflat_indexes"] = sum(method == "ivfflat" for method in graphs.values())
         return out
     finally:
         store.close()

@@ -212,8 +212,8 @@ def _build_table(result: dict[str, Any]) -> list[str]:
         "until no graph is pending or building. States from `vector_index_status()`.",
         "",
         "| case | source | open s | backfill s | graphs s (log) | build_vector_indexes s "
-        "| namespaces by state | rows in graphs | HNSW MB | maintenance_work_mem |",
-        "|---|---|--:|--:|--:|--:|---|--:|--:|--:|",
+        "| namespaces by state | rows in graphs | HNSW MB | IVFFlat MB | maintenance_work_mem |",
+        "|---|---|--:|--:|--:|--:|---|--:|--:|--:|--:|",
     ]
     for case in result["cases"]:
         row = case["stores"].get("pgvector", {})
@@ -221,7 +221,8 @@ def _build_table(result: dict[str, Any]) -> list[str]:
             continue
         status = row.get("vector_index_status") or {}
         states = ", ".join(f"{k} {v}" for k, v in (status.get("states") or {}).items())
-        hnsw = (row.get("size", {}).get("indexes_by_method") or {}).get("hnsw", {})
+        by_method = row.get("size", {}).get("indexes_by_method") or {}
+        hnsw, ivfflat = by_method.get("hnsw", {}), by_method.get("ivfflat", {})
         build = row.get("build") or {}
         lines.append(
             f"| {_label(case)} | {row.get('source', 'upgrade')} | {row['open_s']:.1f} "
@@ -229,6 +230,7 @@ def _build_table(result: dict[str, Any]) -> list[str]:
             f"| {build.get('seconds_until_settled', '-')} | {states or '-'} "
             f"| {(status.get('rows_by_state') or {}).get('ready', 0):,} "
             f"| {_mb(hnsw.get('bytes'))} ({hnsw.get('count', 0)}) "
+            f"| {_mb(ivfflat.get('bytes'))} ({ivfflat.get('count', 0)}) "
             f"| {row.get('maintenance_work_mem_mb')} MB |"
         )
     return lines
@@ -241,10 +243,11 @@ def _planning_table(result: dict[str, Any]) -> list[str]:
         "",
         "`EXPLAIN (ANALYZE, SUMMARY)` of the store's own search statement with the store's "
         "session settings: on one warm connection, and as the first statement of a new "
-        "connection. *graph*: share of plans that walked the namespace's HNSW graph.",
+        "connection. *graph*: share of plans that used the namespace's own vector index "
+        "(HNSW or IVFFlat).",
         "",
-        "| case | HNSW indexes | class | planning p50 / p99 ms | first on a connection p50 ms "
-        "| execution p50 ms | graph |",
+        "| case | HNSW / IVFFlat indexes | class | planning p50 / p99 ms "
+        "| first on a connection p50 ms | execution p50 ms | graph |",
         "|---|--:|---|--:|--:|--:|--:|",
     ]
     for case in result["cases"]:
@@ -254,7 +257,8 @@ def _planning_table(result: dict[str, Any]) -> list[str]:
         for cls, r in p["classes"].items():
             share = r.get("graph_share")
             lines.append(
-                f"| {_label(case)} | {p.get('hnsw_indexes', '-')} | {cls} "
+                f"| {_label(case)} | {p.get('hnsw_indexes', '-')} / "
+                f"{p.get('ivfflat_indexes', '-')} | {cls} "
                 f"| {_pair(r['planning_ms'])} | {_ms(r.get('first_planning_ms'))} "
                 f"| {_ms(r['execution_ms'])} | {'-' if share is None else f'{share:.0%}'} |"
             )
@@ -337,24 +341,31 @@ def _throughput_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _sweep_table(result: dict[str, Any]) -> list[str]:
+def _sweep_table(
+    result: dict[str, Any], key: str = "ef_sweep", option: str = "ef_search"
+) -> list[str]:
+    which = (
+        "HNSW graphs walk with it; IVFFlat indexes ignore it"
+        if option == "ef_search"
+        else "IVFFlat indexes read this many lists; HNSW graphs ignore it"
+    )
     lines = [
         "",
-        "## pgvector: recall against ef_search",
+        f"## pgvector: recall against {option}",
         "",
         "Store-level top-1 search (`PostgresStore.search(k=1)`), recall@1 against exact "
-        "search; p50 ms of the paraphrase queries.",
+        f"search; p50 ms of the paraphrase queries ({which}).",
         "",
-        "| case | ef_search | recall hit | recall topic | large | medium | small | tiny "
+        f"| case | {option} | recall hit | recall topic | large | medium | small | tiny "
         "| p50 hit |",
         "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for case in result["cases"]:
         row = case["stores"].get("pgvector", {})
-        for k, ef in enumerate(row.get("ef_sweep", []) if _available(row) else []):
+        for k, ef in enumerate(row.get(key, []) if _available(row) else []):
             classes = [_rate((ef.get(f"near_{c}") or {}).get("recall_at_1")) for c in CLASSES]
             lines.append(
-                f"| {_label(case) if k == 0 else ''} | {ef['ef_search']} "
+                f"| {_label(case) if k == 0 else ''} | {ef[option]} "
                 f"| {_rate(ef['near']['recall_at_1'])} | {_rate(ef['topic']['recall_at_1'])} | "
                 + " | ".join(classes)
                 + f" | {_ms(ef['near']['latency_ms'])} |"
@@ -373,6 +384,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += _turns_table(result)
     lines += _planning_table(result)
     lines += _sweep_table(result)
+    lines += _sweep_table(result, "probes_sweep", "ivfflat_probes")
     lines += _throughput_table(result)
     lines += ["", "Plots: " + ", ".join(f"![{p}]({p})" for p in _plots.names(result)), ""]
     return "\n".join(lines)

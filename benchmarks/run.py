@@ -69,7 +69,8 @@ class Plan:
     opens_large: int  # the same from 1M rows, where one in-process open takes 10-16 s
     concurrency_s: float  # seconds per client count
     ef_search: tuple[int, ...]
-    recall_queries: int  # per query set, for the ef_search sweep
+    ivfflat_probes: tuple[int, ...]
+    recall_queries: int  # per query set, for the ef_search and ivfflat_probes sweeps
     class_queries: int  # timed paraphrases per namespace size class
     class_warmup: int
     puts: int  # timed single puts per size class, and as many spread by size
@@ -86,6 +87,7 @@ QUICK = Plan(
     opens_large=3,
     concurrency_s=1.5,
     ef_search=(40, 100),
+    ivfflat_probes=(6,),
     recall_queries=150,
     class_queries=100,
     class_warmup=10,
@@ -102,6 +104,7 @@ FULL = Plan(
     opens_large=3,
     concurrency_s=6.0,
     ef_search=(20, 40, 100, 200),
+    ivfflat_probes=(3, 6, 10),
     recall_queries=300,
     class_queries=300,
     class_warmup=20,
@@ -464,6 +467,10 @@ def pgvector_case(
         log("  pgvector: recall against ef_search")
         sweep = {k: v for k, v in sets.items() if k in ("near", "topic") or k.startswith("near_")}
         got["ef_sweep"] = pgv.ef_sweep(spec, sweep, truth, plan.ef_search, plan.recall_queries)
+        log("  pgvector: recall against ivfflat_probes")
+        got["probes_sweep"] = pgv.ef_sweep(
+            spec, sweep, truth, plan.ivfflat_probes, plan.recall_queries, "ivfflat_probes"
+        )
         log("  pgvector: planning time of the search statement")
         got["planning"] = pgv.planning(spec, by_class, plan.planning_samples, plan.planning_first)
         if "bytea" in case.stores:

@@ -205,7 +205,7 @@ def test_doctor_reports_problems_with_their_fixes(
     assert f"fail  index: {pg_schema}.broken is invalid" in out
     assert f"fix: REINDEX INDEX CONCURRENTLY {pg_schema}.broken" in out
     threshold = HnswOptions().exact_search_max_rows
-    assert f"warn  graphs: 1 namespace(s) above {threshold:,} rows have no HNSW graph" in out
+    assert f"warn  graphs: 1 namespace(s) above {threshold:,} rows have no vector index" in out
     assert "warn  vector storage: entry_vectors.embedding has attstorage 'x'" in out
     assert "SET STORAGE MAIN" in out
     assert "warn  maintenance_work_mem: 1MB" in out
@@ -277,7 +277,7 @@ def test_reindex_and_rebuild_index(pg_cache: list[str], postgres_dsn: str, pg_sc
     for name in ("reindex", "rebuild-index"):
         result = mneme(name, *pg_cache)
         assert result.returncode == 0, result.stderr
-        assert "HNSW graphs built and rebuilt" in result.stdout
+        assert "namespace indexes built and rebuilt" in result.stdout
         assert "index: 31 / 31 entries in" in result.stderr
         assert _hnsw_valid(postgres_dsn, pg_schema) is True
 
@@ -466,8 +466,8 @@ def test_ctrl_c_during_the_upgrade_then_running_it_again_resumes(
     postgres_dsn: str, pg_schema: str
 ) -> None:
     fill_postgres(postgres_dsn, pg_schema, n=6000)
-    # A deliberately slow build, so the interrupt lands inside it.
-    slow = ["--hnsw-m", "48", "--hnsw-ef-construction", "400"]
+    # A deliberately slow build (an HNSW graph, at that), so the interrupt lands inside it.
+    slow = ["--hnsw-m", "48", "--hnsw-ef-construction", "400", "--ivfflat-max-rows", "0"]
     proc = popen("upgrade", "--pgvector", postgres_dsn, "--schema", pg_schema, *slow)
     _wait_for(proc, "index: 0 / 6,000 entries")  # the one namespace with a graph
     time.sleep(0.5)
@@ -494,7 +494,11 @@ def test_ctrl_c_during_an_import_leaves_whole_batches_and_a_rerun_finishes(
     # The target's namespace has its own HNSW graph: each entry costs a graph insertion.
     fill_postgres(postgres_dsn, pg_schema, n=1, use_pgvector=True)
     graphed = PostgresStore(
-        postgres_dsn, schema=pg_schema, use_pgvector=True, exact_search_max_rows=0
+        postgres_dsn,
+        schema=pg_schema,
+        use_pgvector=True,
+        exact_search_max_rows=0,
+        ivfflat_max_rows=0,
     )
     graphed.open(EMBEDDER.fingerprint, EMBEDDER.dim)
     try:

@@ -308,7 +308,11 @@ def explain_search(
         register_vector(conn)
         with conn.transaction():
             # The store's own per-search settings, then its own statement.
-            conn.execute(store._vec.sql["settings_iterative"], ["100", True, True, "20000", True])
+            probes = str(store._hnsw.ivfflat_probes)
+            conn.execute(
+                store._vec.sql["settings_iterative"],
+                ["100", True, probes, True, True, "20000", True, True],
+            )
             query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
             params = {
                 "ns": namespace,
@@ -599,6 +603,7 @@ def test_knobs_reach_the_index_and_search_settings_stay_local(
             ef_search=77,
             max_scan_tuples=3_000,
             exact_search_max_rows=0,
+            ivfflat_max_rows=0,
         )
         store.open(fp(8), 8)
         v = unit(np.arange(1, 9, dtype=np.float64))

@@ -381,6 +381,7 @@ def test_a_large_graph_is_searched_with_a_wider_ef_search(
         exact_search_max_rows=100,
         auto_index=False,
         hnsw_ef_construction=ef_construction,
+        ivfflat_max_rows=0,
     )
     data = vectors(300, 9)
     store.insert_many([entry(f"b{i}", v, "big") for i, v in enumerate(data)])

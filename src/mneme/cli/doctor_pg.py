@@ -225,7 +225,7 @@ class _Checks:
             self.add(
                 "warn",
                 "graphs",
-                f"{len(pending)} namespace(s) above {_THRESHOLD:,} rows have no HNSW graph of "
+                f"{len(pending)} namespace(s) above {_THRESHOLD:,} rows have no vector index of "
                 f"their own and are searched exactly (slower), e.g. {largest}",
                 f"mneme reindex {self._target_args()} (or leave it to stores opened from a "
                 "DSN, which build them in the background)",

@@ -41,14 +41,28 @@ def _postgres_meta(target: Target, command: str) -> Meta:
     )
 )
 @target_arguments
-@click.option("--pgvector", is_flag=True, help="Add the pgvector side table and HNSW index.")
+@click.option(
+    "--pgvector", is_flag=True, help="Add the pgvector side table and the namespaces' indexes."
+)
 @click.option("--hnsw-m", default=16, show_default=True, help="HNSW graph degree.")
 @click.option(
     "--hnsw-ef-construction", default=128, show_default=True, help="HNSW build candidate list."
 )
+@click.option(
+    "--ivfflat-max-rows",
+    default=50_000,
+    show_default=True,
+    help="Namespaces up to this many rows get an IVFFlat index, larger ones an HNSW graph.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def upgrade(
-    target: str, schema: str, pgvector: bool, hnsw_m: int, hnsw_ef_construction: int, quiet: bool
+    target: str,
+    schema: str,
+    pgvector: bool,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    ivfflat_max_rows: int,
+    quiet: bool,
 ) -> None:
     """Upgrade a filled schema in place, online: writers keep writing meanwhile.
 
@@ -67,6 +81,7 @@ def upgrade(
             use_pgvector=True,
             hnsw_m=hnsw_m,
             hnsw_ef_construction=hnsw_ef_construction,
+            ivfflat_max_rows=ivfflat_max_rows,
             progress=relay,
         ) as store:
             assert isinstance(store, PostgresStore)
@@ -103,8 +118,9 @@ def rebuild_indexes(store: PostgresStore, target: Target, progress: ProgressFn) 
 @target_arguments
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def reindex(target: str, schema: str, quiet: bool) -> None:
-    """Build the HNSW graph of every large namespace that lacks one, then rebuild the
-    existing graphs, all without blocking writers (CREATE / REINDEX ... CONCURRENTLY).
+    """Build the vector index of every large namespace that lacks one (or has outgrown
+    its IVFFlat index), then rebuild the existing ones, all without blocking writers
+    (CREATE / REINDEX ... CONCURRENTLY).
 
     Worth doing after many deletes or replacements, before VACUUM.
     """
@@ -121,7 +137,7 @@ def reindex(target: str, schema: str, quiet: bool) -> None:
             rebuild_indexes(store, t, bars)
     finally:
         bars.close()
-    click.echo(f"{t.label}: HNSW graphs built and rebuilt")
+    click.echo(f"{t.label}: namespace indexes built and rebuilt")
 
 
 cli.add_command(reindex, name="rebuild-index")

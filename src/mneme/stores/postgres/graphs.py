@@ -1,5 +1,13 @@
-"""One HNSW graph per large namespace: finding which namespaces need one, building it
-without blocking anyone, and reporting what exists.
+"""One vector index ("graph") per large namespace: finding which namespaces need one,
+building it without blocking anyone, reshaping it as the namespace grows, and reporting
+what exists.
+
+A namespace of up to ``ivfflat_max_rows`` rows gets an IVFFlat index with lists sized
+for its rows; a larger one an HNSW graph. An IVFFlat index is rebuilt beside the old
+one once its namespace outgrows its lists (or IVFFlat): the new index gets the other of
+the namespace's two names, the registry is switched to it, and the old one is dropped.
+A crash in between leaves a working index and an unregistered one, which the next
+``build_missing`` drops.
 
 A graph is a partial index of the side table (``WHERE namespace = '<ns>'``), built with
 ``CREATE INDEX CONCURRENTLY`` on an autocommit connection: readers and writers of every
@@ -38,6 +46,8 @@ __all__ = [
     "build_memory_kb",
     "build_missing",
     "builder_lock",
+    "drop_unregistered",
+    "sibling_name",
     "with_cleanup",
     "release_builder_lock",
     "fresh_lock_key",
@@ -63,7 +73,7 @@ GraphState = Literal["exact", "pending", "building", "ready", "invalid"]
 class VectorGraph:
     """Where a namespace's Layer-2 search runs.
 
-    ``state``: "ready" (searched through its own valid HNSW graph), "building" (a
+    ``state``: "ready" (searched through its own valid index), "building" (a
     concurrent build is under way), "pending" (large enough for a graph, not built
     yet), "invalid" (a build died; the next build redoes it), or "exact" (small
     enough to scan). Every state but "ready" is searched exactly, so answers stay
@@ -76,6 +86,10 @@ class VectorGraph:
     state: GraphState
     index_name: str | None
     fresh_rows: int = 0
+    method: str | None = None
+    """'hnsw' or 'ivfflat' when the namespace has an index, else None."""
+    lists: int | None = None
+    """An IVFFlat index's lists."""
 
 
 def _lock_key(schema: str, namespace: str) -> int:
@@ -155,19 +169,20 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
 
     s = sql.Identifier(schema)
     query = sql.SQL(
-        "SELECT n.namespace, n.rows, g.index_name, i.indisvalid, n.fresh "
+        "SELECT n.namespace, n.rows, g.index_name, i.indisvalid, n.fresh, a.amname, {lists} "
         "FROM (SELECT namespace, count(*) AS rows, count(*) FILTER (WHERE fresh) AS fresh "
         "FROM {s}.entry_vectors GROUP BY namespace) n "
         "LEFT JOIN {s}.vector_graphs g USING (namespace) "
         "LEFT JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
         "AND c.relnamespace = %s::regnamespace "
         "LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
+        "LEFT JOIN pg_catalog.pg_am a ON a.oid = c.relam "
         "ORDER BY n.rows DESC, n.namespace"
-    ).format(s=s)
+    ).format(s=s, lists=sql.SQL(_LISTS))
     rows = yield Atomic(_all(query, [schema]))
     building = yield from _builds_running(schema)
     out = []
-    for namespace, count, name, valid, fresh in rows:
+    for namespace, count, name, valid, fresh, method, lists in rows:
         state: GraphState
         if valid:
             state = "ready"
@@ -177,7 +192,8 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
             state = "invalid"  # registered, but the build died: the next one redoes it
         else:
             state = "exact" if count <= threshold else "pending"
-        out.append(VectorGraph(str(namespace), int(count), state, name, int(fresh)))
+        shape = (str(method), int(lists) if lists else None) if valid else (None, None)
+        out.append(VectorGraph(str(namespace), int(count), state, name, int(fresh), *shape))
     return out
 
 
@@ -193,6 +209,18 @@ def _builds_running(schema: str) -> PgOp[set[str]]:
     held = {(int(c) << 32) | int(o) for o, c in rows}
     names = yield Atomic(_all(_registry_query(schema), None))
     return {str(ns) for (ns,) in names if (_lock_key(schema, str(ns)) & 0xFFFFFFFFFFFFFFFF) in held}
+
+
+# An index's lists (IVFFlat), from its reloptions; NULL for HNSW.
+_LISTS = "(SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%')"
+
+
+def sibling_name(name: str) -> str:
+    """The other of a namespace's two index names: a reshaped index is built under it."""
+    return name[: -len(_SIBLING)] if name.endswith(_SIBLING) else name + _SIBLING
+
+
+_SIBLING = "_b"
 
 
 def _registry_query(schema: str) -> Any:
@@ -274,27 +302,39 @@ def _build(
 ) -> PgOp[bool]:
     from psycopg import sql
 
-    name = graph_name(namespace)
-    index = stmts.index_ident(name)
+    s = sql.Identifier(schema)
     register = sql.SQL(
         "INSERT INTO {}.vector_graphs (namespace, index_name) VALUES (%s, %s) "
         "ON CONFLICT (namespace) DO NOTHING"
-    ).format(sql.Identifier(schema))
-    yield Atomic(_one(sql.SQL("{} RETURNING 1").format(register), [namespace, name]))
-    state = yield Atomic(index_state(schema, name))
-    if state is True:
-        return True
-    if state is False:  # left by a build that died
-        yield Execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(index))
-    rows = yield Atomic(
+    ).format(s)
+    yield Atomic(_execute(register, [namespace, graph_name(namespace)]))
+    name = yield Atomic(
         _one(
-            sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE namespace = %s").format(
-                sql.Identifier(schema)
-            ),
+            sql.SQL("SELECT index_name FROM {}.vector_graphs WHERE namespace = %s").format(s),
             [namespace],
         )
     )
-    want_kb = build_memory_kb(int(rows or 0), stmts.dim, stmts.kind == "hnsw_halfvec")
+    rows = int(
+        (
+            yield Atomic(
+                _one(
+                    sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE namespace = %s").format(s),
+                    [namespace],
+                )
+            )
+        )
+        or 0
+    )
+    shape = yield Atomic(_one_row(_SHAPE, [schema, name]))
+    valid = None if shape is None else bool(shape[0])
+    if valid and options.fits(str(shape[1]), shape[2], rows):
+        return True
+    target = sibling_name(name) if valid else name
+    if valid is not None:  # an invalid index left by a build that died, or a leftover
+        yield Execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(stmts.index_ident(target))
+        )
+    want_kb = build_memory_kb(rows, stmts.dim, stmts.kind == "hnsw_halfvec")
     have = yield Atomic(
         _one(
             "SELECT setting::bigint FROM pg_catalog.pg_settings "
@@ -305,16 +345,74 @@ def _build(
     if owned_connection and want_kb > int(have or 0):
         yield Execute("SELECT set_config('maintenance_work_mem', %s, false)", [f"{want_kb}kB"])
         raised.append(True)
+    method = options.method_for(rows)
     started = time.monotonic()
-    _log.info("schema %r: building the graph of namespace %r (%s rows)", schema, namespace, rows)
-    yield Execute(stmts.create_graph(options, namespace, concurrently=True))
     _log.info(
-        "schema %r: graph of namespace %r built in %.1f s",
+        "schema %r: building the graph of namespace %r (%s rows, %s)%s",
         schema,
         namespace,
+        rows,
+        method,
+        f", beside its {shape[1]} index" if valid else "",
+    )
+    yield Execute(stmts.create_graph(options, namespace, concurrently=True, rows=rows, name=target))
+    if target != name:  # switch the registry to it, then drop the old index
+        switch = sql.SQL("UPDATE {}.vector_graphs SET index_name = %s WHERE namespace = %s").format(
+            s
+        )
+        yield Atomic(_execute(switch, [target, namespace]))
+        yield Execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(stmts.index_ident(name))
+        )
+    _log.info(
+        "schema %r: graph of namespace %r (%s) built in %.1f s",
+        schema,
+        namespace,
+        method,
         time.monotonic() - started,
     )
     return True
+
+
+# Whether an index is valid, its access method and lists; params [schema, index name].
+_SHAPE = (
+    "SELECT i.indisvalid, a.amname, (SELECT split_part(o, '=', 2)::int "
+    "FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%') FROM pg_catalog.pg_class c "
+    "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
+    "JOIN pg_catalog.pg_am a ON a.oid = c.relam "
+    "WHERE c.relnamespace = %s::regnamespace AND c.relname = %s"
+)
+
+
+def _one_row(query: Any, params: Any) -> PgOp[Any]:
+    row = yield Execute(query, params, "one")
+    return row
+
+
+def _execute(query: Any, params: Any) -> PgOp[None]:
+    yield Execute(query, params)
+
+
+def drop_unregistered(schema: str, stmts: VectorStatements) -> PgOp[list[str]]:
+    """Drop the namespace indexes no registry row names (left by a reshape that died
+    between its build and its switch, or between its switch and its drop)."""
+    from psycopg import sql
+
+    query = sql.SQL(
+        "SELECT c.relname FROM pg_catalog.pg_index i "
+        "JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_catalog.pg_class t ON t.oid = i.indrelid "
+        "WHERE t.relnamespace = %s::regnamespace AND t.relname = 'entry_vectors' "
+        "AND starts_with(c.relname, %s) "
+        "AND c.relname NOT IN (SELECT index_name FROM {}.vector_graphs)"
+    ).format(sql.Identifier(schema))
+    names = [str(n) for (n,) in (yield Atomic(_all(query, [schema, GRAPH_PREFIX])))]
+    for name in names:
+        yield Execute(
+            sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(stmts.index_ident(name))
+        )
+        _log.info("schema %r: dropped %s, an index no namespace uses", schema, name)
+    return names
 
 
 def build_missing(
@@ -335,8 +433,15 @@ def build_missing(
             "CONCURRENTLY cannot run in a transaction): open the store with dsn= or an "
             "autocommit connection"
         )
+    if (yield from builder_lock(schema, wait=True)):
+        yield from with_cleanup(drop_unregistered(schema, stmts), release_builder_lock(schema))
     states = yield from graph_states(schema, options.exact_search_max_rows)
-    todo = [g for g in states if g.state != "ready" and g.rows > options.exact_search_max_rows]
+    todo = [
+        g
+        for g in states
+        if (g.state != "ready" and g.rows > options.exact_search_max_rows)
+        or (g.state == "ready" and not options.fits(str(g.method), g.lists, g.rows))
+    ]
     total_rows = sum(g.rows for g in todo)
     built: list[str] = []
     done_rows = 0

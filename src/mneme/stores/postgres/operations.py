@@ -211,6 +211,8 @@ STORE_OPTIONS = (
     "ef_search",
     "max_scan_tuples",
     "exact_search_max_rows",
+    "ivfflat_max_rows",
+    "ivfflat_probes",
     "auto_index",
     "connect_timeout",
     "progress",
@@ -246,6 +248,8 @@ class PgCore:
             ef_search=arguments["ef_search"],
             max_scan_tuples=arguments["max_scan_tuples"],
             exact_search_max_rows=arguments["exact_search_max_rows"],
+            ivfflat_max_rows=arguments["ivfflat_max_rows"],
+            ivfflat_probes=arguments["ivfflat_probes"],
         )
         self._replica_options = ReplicaOptions(
             max_lag=arguments["replica_max_lag"],
@@ -288,6 +292,7 @@ class PgCore:
         self._tuned: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         # Rows per namespace graph (for its ef_search), and when they were last read.
         self._graph_rows: dict[str, tuple[float, int]] = {}  # rows, ef_construction
+        self._ivfflat_lists: dict[str, int] = {}  # namespaces with an IVFFlat index
         self._graph_rows_at = float("-inf")
         # Automatic graphs: rows written per namespace since its size was last checked,
         # and namespaces known to have (or be getting) a graph.
@@ -882,10 +887,10 @@ class PgCore:
         return vec, params
 
     def _search_settings(self, namespace: str, k: int) -> list[str]:
-        """ef_search of a search for ``k`` rows in the namespace's graph [,
-        max_scan_tuples], as set_config takes them."""
+        """ef_search of a search for ``k`` rows in the namespace's graph, ivfflat.probes
+        [, max_scan_tuples], as set_config takes them."""
         rows, built = self._graph_rows.get(namespace, (0.0, WELL_BUILT))
-        settings = [str(self._hnsw.ef_for(rows, built, at_least=k))]
+        settings = [str(self._hnsw.ef_for(rows, built, at_least=k)), str(self._hnsw.ivfflat_probes)]
         if self._iterative:
             settings.append(str(self._hnsw.max_scan_tuples))
         return settings
@@ -916,7 +921,11 @@ class PgCore:
             return
         self._graph_rows_at = time.monotonic()
         rows = yield Atomic(_fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
-        self._graph_rows = {str(ns): (float(n), int(built)) for ns, n, built in rows}
+        # An IVFFlat index has no ef_construction; its ef_search is never read.
+        self._graph_rows = {
+            str(ns): (float(n), WELL_BUILT if lists else int(built)) for ns, n, built, lists in rows
+        }
+        self._ivfflat_lists = {str(ns): int(lists) for ns, _, _, lists in rows if lists}
 
     def _require_vectors(self) -> VectorStatements:
         if self._vec is None:
@@ -1033,6 +1042,7 @@ class PgCore:
         if built:
             yield from retire_legacy_index(self.schema, self._hnsw.exact_search_max_rows)
             self._graph_rows_at = float("-inf")
+            yield from self._op_graph_sizes()  # an IVFFlat index's new lists, now
         return built
 
     def _load_pause(self) -> float:
@@ -1041,12 +1051,14 @@ class PgCore:
 
     def _grown(self, counts: Mapping[str, int]) -> list[str]:
         """Note rows written per namespace; the namespaces whose size is due a check
-        (the first write after open, then every ``_CHECK_EVERY`` rows)."""
+        (the first write after open, then every ``_CHECK_EVERY`` rows). A namespace with
+        an HNSW graph is not checked again; one with an IVFFlat index is, since it
+        outgrows its lists."""
         if not (self._auto_index and self._owned and self._search):
             return []
         due = []
         for namespace, n in counts.items():
-            if self._graph_known(namespace):
+            if self._graph_known(namespace) and namespace not in self._ivfflat_lists:
                 continue
             seen = self._written.get(namespace)
             total = n if seen is None else seen + n
@@ -1057,13 +1069,15 @@ class PgCore:
         return due
 
     def _op_needs_graph(self, namespace: str) -> PgOp[bool]:
-        """Whether ``namespace`` is over the threshold without a valid graph; one with a
-        valid graph is not checked again."""
+        """Whether ``namespace`` is over the threshold without a valid graph, or has
+        outgrown its IVFFlat index."""
         threshold = self._hnsw.exact_search_max_rows
-        rows, graphed = yield from namespace_graph_check(self.schema, namespace, threshold)
+        lists = self._ivfflat_lists.get(namespace)
+        bound = threshold if lists is None else self._hnsw.ivfflat_bound(lists)
+        rows, graphed = yield from namespace_graph_check(self.schema, namespace, bound)
         if graphed:
             self._graphed.add(namespace)
-        return rows > threshold and not graphed
+        return rows > bound or (rows > threshold and not graphed)
 
     # -- checkpoints --------------------------------------------------------------
 

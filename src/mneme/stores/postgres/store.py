@@ -89,8 +89,11 @@ class PostgresStore(PgCore):
     written by every store, whatever its ``use_pgvector``. ``hnsw_m`` and
     ``hnsw_ef_construction`` shape the graphs this store builds; ``ef_search`` and
     ``max_scan_tuples`` apply to every search. Each namespace above
-    ``exact_search_max_rows`` rows gets an HNSW graph of its own (a partial index built
-    concurrently, never blocking writers); smaller ones are searched exactly. With
+    ``exact_search_max_rows`` rows gets a vector index of its own (a partial index built
+    concurrently, never blocking writers); smaller ones are searched exactly. Up to
+    ``ivfflat_max_rows`` rows that index is IVFFlat, searched through
+    ``ivfflat_probes`` of its lists and rebuilt with more lists as the namespace grows;
+    above, an HNSW graph (``ivfflat_max_rows=0``: HNSW for every namespace). With
     ``auto_index`` (the default) a store opened from a DSN starts that build in the
     background when a namespace it writes to crosses the threshold;
     ``build_vector_indexes()`` does it on demand and ``vector_index_status()`` shows
@@ -123,6 +126,8 @@ class PostgresStore(PgCore):
         ef_search: int = 100,
         max_scan_tuples: int = 20_000,
         exact_search_max_rows: int = 250,
+        ivfflat_max_rows: int = 50_000,
+        ivfflat_probes: int = 6,
         auto_index: bool = True,
         connect_timeout: float = 10.0,
         progress: ProgressFn | None = None,
@@ -655,7 +660,7 @@ class PostgresStore(PgCore):
         )
 
     def rebuild_vector_index(self, namespace: str | None = None) -> list[str]:
-        """Rebuild the HNSW graph of ``namespace``, or every graph, with ``REINDEX INDEX
+        """Rebuild the index of ``namespace``, or every namespace's, with ``REINDEX INDEX
         CONCURRENTLY``: after many deletes or replacements, rebuilding and then
         vacuuming costs far less than vacuuming the old graph. Returns the index names
         rebuilt. On a connection that is not autocommit the rebuild runs in a
@@ -665,9 +670,10 @@ class PostgresStore(PgCore):
         return self._run("rebuild_vector_index", op, "raw")
 
     def build_vector_indexes(self, progress: ProgressFn | None = None) -> list[str]:
-        """Build now, one after another, the HNSW graph of every namespace above
+        """Build now, one after another, the index of every namespace above
         ``exact_search_max_rows`` rows that has no valid one (a build that died is
-        redone); returns the namespaces built. Readers and writers are never blocked.
+        redone), or whose IVFFlat index it has outgrown (rebuilt beside it); returns the
+        namespaces built. Readers and writers are never blocked.
         ``progress`` receives ``Progress("index build", rows done, rows in all, "rows")``."""
         self._check()
         return self._run("build_vector_indexes", self._op_build_graphs(progress), "raw")

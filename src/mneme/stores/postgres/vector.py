@@ -74,8 +74,9 @@ _NAMESPACE_STATEMENTS = 4096
 # The search parameters written into a prepared search statement.
 _WRITTEN_IN = frozenset({"ns", "k", "scan", "gate"})
 _EF_GATE = b"(SELECT set_config('hnsw.ef_search', '%d', false)) IS NOT NULL"
-# pgvector's bound of hnsw.ef_search.
+# pgvector's bounds of hnsw.ef_search and ivfflat.probes.
 EF_SEARCH_MAX = 1_000
+IVFFLAT_PROBES_MAX = 32_768
 # ef_search is the setting for graphs of this many rows (HnswOptions.ef_for).
 EF_SEARCH_ROWS = 250_000
 # Graphs built with at least this ef_construction; those built with less (the default of
@@ -83,6 +84,9 @@ EF_SEARCH_ROWS = 250_000
 WELL_BUILT = 128
 _EF_ROWS_LESS_BUILT = 50_000
 _EF_SCALE_MIN = 0.1
+# An IVFFlat index is rebuilt with more lists once its namespace holds this many times
+# the rows its lists were sized for (lists grow as the square root of the rows).
+IVFFLAT_REGROW = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,33 @@ class HnswOptions:
     # answers faster from about 150 rows (350-910 rows: 0.28-0.53 ms exact, 0.20-0.27
     # ms walked).
     exact_search_max_rows: int = 250
+    # Up to this many rows a namespace's index is IVFFlat, searched through
+    # ``ivfflat_probes`` lists; above it, an HNSW graph. An IVFFlat search reads its
+    # probed lists' vectors page by page, about 0.3 us a row; a walk loads each
+    # element it visits through the buffer manager, about 1 us, and visits ~300 of
+    # them even in a graph of a few thousand rows.
+    ivfflat_max_rows: int = 50_000
+    ivfflat_probes: int = 6
+
+    def method_for(self, rows: int) -> str:
+        """The index a namespace of ``rows`` rows gets: 'ivfflat' or 'hnsw'."""
+        return "ivfflat" if rows <= self.ivfflat_max_rows else "hnsw"
+
+    @staticmethod
+    def lists_for(rows: int) -> int:
+        """IVFFlat lists for ``rows`` rows: the square root, so that a search reads
+        ``ivfflat_probes`` x sqrt(rows) rows."""
+        return max(1, round(math.sqrt(max(rows, 1))))
+
+    def ivfflat_bound(self, lists: int | None) -> int:
+        """The most rows an IVFFlat index of ``lists`` lists serves before it is rebuilt."""
+        return min(self.ivfflat_max_rows, IVFFLAT_REGROW * max(1, lists or 1) ** 2)
+
+    def fits(self, method: str, lists: int | None, rows: int) -> bool:
+        """Whether an index of ``method`` (with ``lists``) still suits ``rows`` rows. An
+        HNSW graph always does: it grows by itself, and a namespace that shrank keeps
+        it. An IVFFlat index does until its namespace outgrows its lists, or IVFFlat."""
+        return method != "ivfflat" or rows <= self.ivfflat_bound(lists)
 
     def ef_for(
         self, graph_rows: float, ef_construction: int = WELL_BUILT, at_least: int = 1
@@ -132,6 +163,8 @@ class HnswOptions:
             "ef_search": (self.ef_search, 1, EF_SEARCH_MAX),
             "max_scan_tuples": (self.max_scan_tuples, 1, 2**31 - 1),
             "exact_search_max_rows": (self.exact_search_max_rows, 0, 2**31 - 2),
+            "ivfflat_max_rows": (self.ivfflat_max_rows, 0, 2**31 - 2),
+            "ivfflat_probes": (self.ivfflat_probes, 1, IVFFLAT_PROBES_MAX),
         }
         for name, (value, low, high) in bounds.items():
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -300,9 +333,10 @@ _SIDE_STATEMENTS = {
     "any_fresh": "SELECT EXISTS (SELECT 1 FROM {schema}.entry_vectors WHERE fresh)",
     # Rows of each namespace's valid graph (its index's reltuples, set by the build and
     # by VACUUM/ANALYZE) and its ef_construction (pgvector's default, 64, when the
-    # index does not say), for the search's ef_search.
+    # index does not say), for the search's ef_search; an IVFFlat index's lists.
     "graph_sizes": "SELECT g.namespace, c.reltuples, coalesce((SELECT split_part(o, '=', 2) "
-    "FROM unnest(c.reloptions) o WHERE o LIKE 'ef\\_construction=%%'), '64')::int "
+    "FROM unnest(c.reloptions) o WHERE o LIKE 'ef\\_construction=%%'), '64')::int, "
+    "(SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%') "
     "FROM {schema}.vector_graphs g "
     "JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s "
@@ -314,10 +348,14 @@ _SIDE_STATEMENTS = {
     # On connections the store owns, whose statements are all its own: prepared search
     # statements name their namespace, so a generic plan is the right plan.
     "generic_plans": "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)",
-    "settings": "SELECT set_config('hnsw.ef_search', %s, %s)",
+    # ivfflat.probes is one setting for every IVFFlat index: pgvector reads it when the
+    # scan starts, before a one-time filter in the statement could set it.
+    "settings": "SELECT set_config('hnsw.ef_search', %s, %s), set_config('ivfflat.probes', %s, %s)",
     "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, %s), "
+    "set_config('ivfflat.probes', %s, %s), "
     "set_config('hnsw.iterative_scan', 'relaxed_order', %s), "
-    "set_config('hnsw.max_scan_tuples', %s, %s)",
+    "set_config('hnsw.max_scan_tuples', %s, %s), "
+    "set_config('ivfflat.iterative_scan', 'relaxed_order', %s)",
 }
 
 # The same two statements for a namespace without a graph: its rows read exactly ("+ 0":
@@ -422,17 +460,34 @@ class VectorStatements:
             query = self._rendered[key] = self.sql[name].as_bytes(conn)
         return query
 
-    def create_graph(self, options: HnswOptions, namespace: str, *, concurrently: bool) -> Composed:
-        """The partial HNSW index that is ``namespace``'s own graph."""
+    def create_graph(
+        self,
+        options: HnswOptions,
+        namespace: str,
+        *,
+        concurrently: bool,
+        rows: int | None = None,
+        name: str | None = None,
+    ) -> Composed:
+        """The partial index that is ``namespace``'s own graph: IVFFlat or HNSW by its
+        ``rows`` (HNSW when not given), named ``name`` (its usual name by default)."""
         from psycopg import sql
 
-        return sql.SQL(sql_file("hnsw_index.sql")).format(
+        if rows is not None and options.method_for(rows) == "ivfflat":
+            method = sql.SQL("ivfflat")
+            parameters = sql.SQL("lists = {}").format(sql.Literal(options.lists_for(rows)))
+        else:
+            method = sql.SQL("hnsw")
+            parameters = sql.SQL("m = {}, ef_construction = {}").format(
+                sql.Literal(options.m), sql.Literal(options.ef_construction)
+            )
+        return sql.SQL(sql_file("namespace_index.sql")).format(
             schema=self._ident,
-            name=sql.Identifier(graph_name(namespace)),
+            name=sql.Identifier(name or graph_name(namespace)),
             concurrently=sql.SQL("CONCURRENTLY" if concurrently else ""),
+            method=method,
             indexed=self._indexed,
-            m=sql.Literal(options.m),
-            ef_construction=sql.Literal(options.ef_construction),
+            parameters=parameters,
             namespace=sql.Literal(namespace),
         )
 
@@ -537,7 +592,7 @@ def run_search(
 
 
 def _with_scope(settings: Sequence[Any], iterative: bool, *, local: bool) -> list[Any]:
-    """set_config arguments: ef_search [, max_scan_tuples], each with its scope."""
+    """set_config arguments: ef_search, probes [, max_scan_tuples], each with its scope."""
     if iterative:
-        return [settings[0], local, local, settings[1], local]
-    return [settings[0], local]
+        return [settings[0], local, settings[1], local, local, settings[2], local, local]
+    return [settings[0], local, settings[1], local]
