@@ -47,6 +47,15 @@ def registered(dsn: str, schema: str, namespace: str) -> str:
     return str(row[0])
 
 
+def built_on_demand(
+    stores: list[PostgresStore], dsn: str, ivfflat_max_rows: int
+) -> tuple[PostgresStore, str]:
+    """A store on a new schema whose indexes are built by build_vector_indexes() only."""
+    schema = fresh()
+    options = {"exact_search_max_rows": 100, "auto_index": False}
+    return open_store(stores, dsn, schema, ivfflat_max_rows=ivfflat_max_rows, **options), schema
+
+
 def add(store: PostgresStore, data: npt.NDArray[np.float32], namespace: str, start: int) -> None:
     store.insert_many(
         [entry(f"{namespace}{start + i}", v, namespace) for i, v in enumerate(data[start:])]
@@ -75,15 +84,7 @@ def top_one_agreement(
 def test_namespaces_get_ivfflat_up_to_the_limit_and_hnsw_above(
     postgres_dsn: str, stores: list[PostgresStore]
 ) -> None:
-    schema = fresh()
-    store = open_store(
-        stores,
-        postgres_dsn,
-        schema,
-        exact_search_max_rows=100,
-        ivfflat_max_rows=500,
-        auto_index=False,
-    )
+    store, schema = built_on_demand(stores, postgres_dsn, 500)
     mid, big, small = vectors(400, 1), vectors(700, 2), vectors(60, 3)
     add(store, mid, "mid", 0)
     add(store, big, "big", 0)
@@ -116,15 +117,7 @@ def test_namespaces_get_ivfflat_up_to_the_limit_and_hnsw_above(
 def test_an_ivfflat_index_is_rebuilt_as_its_namespace_grows(
     postgres_dsn: str, stores: list[PostgresStore]
 ) -> None:
-    schema = fresh()
-    store = open_store(
-        stores,
-        postgres_dsn,
-        schema,
-        exact_search_max_rows=100,
-        ivfflat_max_rows=1_000,
-        auto_index=False,
-    )
+    store, schema = built_on_demand(stores, postgres_dsn, 1_000)
     data = vectors(1_050, 4)
     name = graph_name("ns")
     add(store, data[:150], "ns", 0)
@@ -191,8 +184,7 @@ def test_a_store_rebuilds_an_outgrown_index_in_the_background(
 def test_a_rebuild_that_died_leaves_a_working_store_and_is_cleaned_up(
     postgres_dsn: str, stores: list[PostgresStore], died: str
 ) -> None:
-    schema = fresh()
-    store = open_store(stores, postgres_dsn, schema, exact_search_max_rows=100, auto_index=False)
+    store, schema = built_on_demand(stores, postgres_dsn, 50_000)
     data = vectors(300, 6)
     add(store, data, "ns", 0)
     assert store.build_vector_indexes() == ["ns"]
