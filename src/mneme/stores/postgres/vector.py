@@ -348,8 +348,7 @@ _SIDE_STATEMENTS = {
     # On connections the store owns, whose statements are all its own: prepared search
     # statements name their namespace, so a generic plan is the right plan.
     "generic_plans": "SELECT set_config('plan_cache_mode', 'force_generic_plan', false)",
-    # ivfflat.probes is one setting for every IVFFlat index: pgvector reads it when the
-    # scan starts, before a one-time filter in the statement could set it.
+    # ivfflat.probes: one setting for every IVFFlat index (ivfflat_probes).
     "settings": "SELECT set_config('hnsw.ef_search', %s, %s), set_config('ivfflat.probes', %s, %s)",
     "settings_iterative": "SELECT set_config('hnsw.ef_search', %s, %s), "
     "set_config('ivfflat.probes', %s, %s), "
