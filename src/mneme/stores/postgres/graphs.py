@@ -29,9 +29,20 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from mneme._types import Progress, ProgressFn
-from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
+from mneme.stores.postgres.requests import (
+    Atomic,
+    Execute,
+    GetConnection,
+    PgOp,
+    Sleep,
+    execute,
+    fetch_all,
+    fetch_row,
+    fetch_value,
+)
 from mneme.stores.postgres.vector import (
     GRAPH_PREFIX,
+    IVFFLAT_LISTS,
     LEGACY_INDEX_NAME,
     HnswOptions,
     VectorStatements,
@@ -124,7 +135,7 @@ def builder_lock(schema: str, *, wait: bool) -> PgOp[bool]:
     build can deadlock). Polled, never waited on in the server: a session blocked in
     pg_advisory_lock holds a snapshot that a concurrent build would wait for forever."""
     key = _lock_key(schema, "\x00builder")
-    while not (yield Atomic(_one("SELECT pg_try_advisory_lock(%s)", [key]))):
+    while not (yield Atomic(fetch_value("SELECT pg_try_advisory_lock(%s)", [key]))):
         if not wait:
             return False
         yield Sleep(_LOCK_POLL_S)
@@ -132,17 +143,7 @@ def builder_lock(schema: str, *, wait: bool) -> PgOp[bool]:
 
 
 def release_builder_lock(schema: str) -> PgOp[None]:
-    yield Atomic(_one("SELECT pg_advisory_unlock(%s)", [_lock_key(schema, "\x00builder")]))
-
-
-def _one(query: Any, params: Any) -> PgOp[Any]:
-    row = yield Execute(query, params, "one")
-    return None if row is None else row[0]
-
-
-def _all(query: Any, params: Any) -> PgOp[list[Any]]:
-    rows: list[Any] = yield Execute(query, params, "all")
-    return rows
+    yield Atomic(fetch_value("SELECT pg_advisory_unlock(%s)", [_lock_key(schema, "\x00builder")]))
 
 
 def namespace_graph_check(schema: str, namespace: str, threshold: int) -> PgOp[tuple[int, bool]]:
@@ -178,8 +179,8 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
         "LEFT JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
         "LEFT JOIN pg_catalog.pg_am a ON a.oid = c.relam "
         "ORDER BY n.rows DESC, n.namespace"
-    ).format(s=s, lists=sql.SQL(_LISTS))
-    rows = yield Atomic(_all(query, [schema]))
+    ).format(s=s, lists=sql.SQL(IVFFLAT_LISTS))
+    rows = yield Atomic(fetch_all(query, [schema]))
     building = yield from _builds_running(schema)
     out = []
     for namespace, count, name, valid, fresh, method, lists in rows:
@@ -200,19 +201,15 @@ def graph_states(schema: str, threshold: int) -> PgOp[list[VectorGraph]]:
 def _builds_running(schema: str) -> PgOp[set[str]]:
     """Namespaces whose build lock some session holds right now."""
     rows = yield Atomic(
-        _all(
+        fetch_all(
             "SELECT l.objid::bigint, l.classid::bigint FROM pg_catalog.pg_locks l "
             "WHERE l.locktype = 'advisory' AND l.granted",
             None,
         )
     )
     held = {(int(c) << 32) | int(o) for o, c in rows}
-    names = yield Atomic(_all(_registry_query(schema), None))
+    names = yield Atomic(fetch_all(_registry_query(schema), None))
     return {str(ns) for (ns,) in names if (_lock_key(schema, str(ns)) & 0xFFFFFFFFFFFFFFFF) in held}
-
-
-# An index's lists (IVFFlat), from its reloptions; NULL for HNSW.
-_LISTS = "(SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%')"
 
 
 def sibling_name(name: str) -> str:
@@ -279,14 +276,14 @@ def _build_locked(
     owned_connection: bool,
 ) -> PgOp[bool]:
     key = _lock_key(schema, namespace)  # says "building" to vector_index_status
-    if not (yield Atomic(_one("SELECT pg_try_advisory_lock(%s)", [key]))):
+    if not (yield Atomic(fetch_value("SELECT pg_try_advisory_lock(%s)", [key]))):
         return False
     raised: list[bool] = []
 
     def unlock() -> PgOp[None]:
         if raised:
             yield Execute("RESET maintenance_work_mem")
-        yield Atomic(_one("SELECT pg_advisory_unlock(%s)", [key]))
+        yield Atomic(fetch_value("SELECT pg_advisory_unlock(%s)", [key]))
 
     body = _build(schema, stmts, options, namespace, owned_connection, raised)
     return (yield from with_cleanup(body, unlock()))
@@ -307,25 +304,18 @@ def _build(
         "INSERT INTO {}.vector_graphs (namespace, index_name) VALUES (%s, %s) "
         "ON CONFLICT (namespace) DO NOTHING"
     ).format(s)
-    yield Atomic(_execute(register, [namespace, graph_name(namespace)]))
+    yield Atomic(execute(register, [namespace, graph_name(namespace)]))
     name = yield Atomic(
-        _one(
+        fetch_value(
             sql.SQL("SELECT index_name FROM {}.vector_graphs WHERE namespace = %s").format(s),
             [namespace],
         )
     )
-    rows = int(
-        (
-            yield Atomic(
-                _one(
-                    sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE namespace = %s").format(s),
-                    [namespace],
-                )
-            )
-        )
-        or 0
+    count = sql.SQL("SELECT count(*) FROM {}.entry_vectors WHERE namespace = %s").format(s)
+    rows = int((yield Atomic(fetch_value(count, [namespace]))) or 0)
+    shape = yield Atomic(
+        fetch_row(sql.SQL(_SHAPE).format(lists=sql.SQL(IVFFLAT_LISTS)), [schema, name])
     )
-    shape = yield Atomic(_one_row(_SHAPE, [schema, name]))
     valid = None if shape is None else bool(shape[0])
     if valid and options.fits(str(shape[1]), shape[2], rows):
         return True
@@ -336,7 +326,7 @@ def _build(
         )
     want_kb = build_memory_kb(rows, stmts.dim, stmts.kind == "hnsw_halfvec")
     have = yield Atomic(
-        _one(
+        fetch_value(
             "SELECT setting::bigint FROM pg_catalog.pg_settings "
             "WHERE name = 'maintenance_work_mem'",
             None,
@@ -360,7 +350,7 @@ def _build(
         switch = sql.SQL("UPDATE {}.vector_graphs SET index_name = %s WHERE namespace = %s").format(
             s
         )
-        yield Atomic(_execute(switch, [target, namespace]))
+        yield Atomic(execute(switch, [target, namespace]))
         yield Execute(
             sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(stmts.index_ident(name))
         )
@@ -376,21 +366,11 @@ def _build(
 
 # Whether an index is valid, its access method and lists; params [schema, index name].
 _SHAPE = (
-    "SELECT i.indisvalid, a.amname, (SELECT split_part(o, '=', 2)::int "
-    "FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%') FROM pg_catalog.pg_class c "
+    "SELECT i.indisvalid, a.amname, {lists} FROM pg_catalog.pg_class c "
     "JOIN pg_catalog.pg_index i ON i.indexrelid = c.oid "
     "JOIN pg_catalog.pg_am a ON a.oid = c.relam "
     "WHERE c.relnamespace = %s::regnamespace AND c.relname = %s"
 )
-
-
-def _one_row(query: Any, params: Any) -> PgOp[Any]:
-    row = yield Execute(query, params, "one")
-    return row
-
-
-def _execute(query: Any, params: Any) -> PgOp[None]:
-    yield Execute(query, params)
 
 
 def drop_unregistered(schema: str, stmts: VectorStatements) -> PgOp[list[str]]:
@@ -406,7 +386,7 @@ def drop_unregistered(schema: str, stmts: VectorStatements) -> PgOp[list[str]]:
         "AND starts_with(c.relname, %s) "
         "AND c.relname NOT IN (SELECT index_name FROM {}.vector_graphs)"
     ).format(sql.Identifier(schema))
-    names = [str(n) for (n,) in (yield Atomic(_all(query, [schema, GRAPH_PREFIX])))]
+    names = [str(n) for (n,) in (yield Atomic(fetch_all(query, [schema, GRAPH_PREFIX])))]
     for name in names:
         yield Execute(
             sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(stmts.index_ident(name))

@@ -54,6 +54,8 @@ from mneme.stores.postgres.requests import (
     GetConnection,
     PgOp,
     Pipelined,
+    execute,
+    fetch_all,
 )
 from mneme.stores.postgres.schema import keep_rows_inline, load_migrations, provision
 from mneme.stores.postgres.statements import STATEMENTS, VERSION_SLOTS, compose
@@ -526,7 +528,7 @@ class PgCore:
         if state.flag_index is not None and not (state.has_registry and state.has_fresh):
             # A schema of an earlier version: add the graph registry and the fresh
             # column (no data moves, no rewrite).
-            yield Atomic(_execute(stmts.table, None))
+            yield Atomic(execute(stmts.table, None))
         if want is not False:
             if not state.complete:
                 yield from upgrade(
@@ -549,7 +551,7 @@ class PgCore:
             yield from self._op_graph_sizes()
             if self._auto_index and owned_connection:
                 # Rows a process left fresh when it stopped: this one moves them.
-                row = yield Atomic(_fetch_all(stmts.sql["any_fresh"], None))
+                row = yield Atomic(fetch_all(stmts.sql["any_fresh"], None))
                 self._fresh_wanted = bool(row[0][0])
 
     def _op_vector_type(self) -> PgOp[None]:
@@ -579,7 +581,7 @@ class PgCore:
                 [None if e.ttl is None else e.created_at + e.ttl for e in chunk],
                 side_vectors([e.embedding for e in chunk], stmts.dim),
             ]
-            yield Atomic(_execute(stmts.sql["side_upsert"], params))
+            yield Atomic(execute(stmts.sql["side_upsert"], params))
         return stmts
 
     # -- operations: reading -------------------------------------------------------
@@ -920,7 +922,7 @@ class PgCore:
         if time.monotonic() - self._graph_rows_at < _GRAPH_SIZES_EVERY_S or self._vec is None:
             return
         self._graph_rows_at = time.monotonic()
-        rows = yield Atomic(_fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
+        rows = yield Atomic(fetch_all(self._vec.sql["graph_sizes"], [self.schema]))
         # An IVFFlat index has no ef_construction; its ef_search is never read.
         self._graph_rows = {
             str(ns): (float(n), WELL_BUILT if lists else int(built)) for ns, n, built, lists in rows
@@ -1007,7 +1009,7 @@ class PgCore:
                     self.schema,
                     name,
                 )
-                yield Atomic(_execute(sql.SQL("REINDEX INDEX {}").format(index), None))
+                yield Atomic(execute(sql.SQL("REINDEX INDEX {}").format(index), None))
             _log.info(
                 "schema %r: %s rebuilt in %.1f s", self.schema, name, time.monotonic() - started
             )
@@ -1148,15 +1150,6 @@ def _one_value(template: str, schema: str, params: Sequence[Any]) -> PgOp[Any]:
     query = sql.SQL(template).format(sql.Identifier(schema))
     row = yield Execute(query, params, "one")
     return None if row is None else row[0]
-
-
-def _fetch_all(query: Any, params: Any) -> PgOp[list[Any]]:
-    rows: list[Any] = yield Execute(query, params, "all")
-    return rows
-
-
-def _execute(query: Any, params: Any) -> PgOp[None]:
-    yield Execute(query, params)
 
 
 def _fetch_type(name: str) -> PgOp[Any]:

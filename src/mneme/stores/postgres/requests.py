@@ -19,6 +19,10 @@ from typing import Any, Literal, TypeVar
 __all__ = [
     "Atomic",
     "Execute",
+    "execute",
+    "fetch_all",
+    "fetch_row",
+    "fetch_value",
     "FetchTypeInfo",
     "GetConnection",
     "PgOp",
@@ -88,3 +92,25 @@ class CopyIn:
 
 Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn
 PgOp = Generator[Request, Any, _T]
+
+
+# One statement as an operation of its own, e.g. for ``Atomic``.
+def execute(query: Any, params: Any = None) -> PgOp[None]:
+    yield Execute(query, params)
+
+
+def fetch_row(query: Any, params: Any = None) -> PgOp[Any]:
+    """The first row, or None."""
+    row = yield Execute(query, params, "one")
+    return row
+
+
+def fetch_value(query: Any, params: Any = None) -> PgOp[Any]:
+    """The first column of the first row, or None."""
+    row = yield Execute(query, params, "one")
+    return None if row is None else row[0]
+
+
+def fetch_all(query: Any, params: Any = None) -> PgOp[list[Any]]:
+    rows: list[Any] = yield Execute(query, params, "all")
+    return rows

@@ -26,7 +26,14 @@ from dataclasses import dataclass
 from mneme._errors import StoreBackendError
 from mneme._types import Progress, ProgressFn
 from mneme.stores.postgres.graphs import build_missing, with_cleanup
-from mneme.stores.postgres.requests import Atomic, Execute, GetConnection, PgOp, Sleep
+from mneme.stores.postgres.requests import (
+    Atomic,
+    Execute,
+    GetConnection,
+    PgOp,
+    Sleep,
+    fetch_value,
+)
 from mneme.stores.postgres.vector import (
     META_DIM,
     META_INDEX,
@@ -162,17 +169,12 @@ def _lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _scalar(query: str, params: list[object]) -> PgOp[object]:
-    row = yield Execute(query, params, "one")
-    return None if row is None else row[0]
-
-
 def _take_lock(schema: str) -> PgOp[None]:
     # Polled: a session blocked in pg_advisory_lock holds a snapshot, which a concurrent
     # CREATE INDEX CONCURRENTLY in the lock holder would wait for forever.
     key = _lock_key(schema)
     waited = False
-    while not (yield Atomic(_scalar("SELECT pg_try_advisory_lock(%s)", [key]))):
+    while not (yield Atomic(fetch_value("SELECT pg_try_advisory_lock(%s)", [key]))):
         if not waited:
             _log.info("schema %r: waiting for another process's pgvector upgrade", schema)
             waited = True
@@ -191,7 +193,7 @@ def upgrade(
     namespace above the exact-scan threshold. Stopped at any point, it resumes where it
     was when run again."""
     yield from _take_lock(schema)
-    unlock = Atomic(_scalar("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
+    unlock = Atomic(fetch_value("SELECT pg_advisory_unlock(%s)", [_lock_key(schema)]))
     body = _upgrade_locked(schema, stmts, options, owned_connection, progress)
     yield from with_cleanup(body, _one_request(unlock))
 

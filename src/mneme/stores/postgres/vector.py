@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HALFVEC_DIM_LIMIT",
     "GRAPH_PREFIX",
+    "IVFFLAT_LISTS",
     "LEGACY_INDEX_NAME",
     "META_LAYOUT",
     "META_DIM",
@@ -87,6 +88,10 @@ _EF_SCALE_MIN = 0.1
 # An IVFFlat index is rebuilt with more lists once its namespace holds this many times
 # the rows its lists were sized for (lists grow as the square root of the rows).
 IVFFLAT_REGROW = 4
+# An index's lists, from the reloptions of its pg_class row "c" (NULL for HNSW).
+IVFFLAT_LISTS = (
+    "(SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%')"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,8 +340,7 @@ _SIDE_STATEMENTS = {
     # by VACUUM/ANALYZE) and its ef_construction (pgvector's default, 64, when the
     # index does not say), for the search's ef_search; an IVFFlat index's lists.
     "graph_sizes": "SELECT g.namespace, c.reltuples, coalesce((SELECT split_part(o, '=', 2) "
-    "FROM unnest(c.reloptions) o WHERE o LIKE 'ef\\_construction=%%'), '64')::int, "
-    "(SELECT split_part(o, '=', 2)::int FROM unnest(c.reloptions) o WHERE o LIKE 'lists=%%') "
+    "FROM unnest(c.reloptions) o WHERE o LIKE 'ef\\_construction=%%'), '64')::int, {lists} "
     "FROM {schema}.vector_graphs g "
     "JOIN pg_catalog.pg_class c ON c.relname = g.index_name "
     "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = %s "
@@ -415,6 +419,7 @@ class VectorStatements:
             },
             "approx": approx,
             "exact": exact,
+            "lists": sql.SQL(IVFFLAT_LISTS),
             "entry_columns": sql.SQL(", ").join(
                 sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")
             ),
