@@ -160,6 +160,7 @@ def test_doctor_on_postgres_before_and_after_the_upgrade(pg_cache: list[str]) ->
         "ok    side table: all 31 entries have their vector row",
         "ok    vector storage: entry_vectors.embedding is STORAGE MAIN (inline)",
         "ok    entry storage: entries keeps rows in line (toast_tuple_target=8160)",
+        "ok    side row storage: entry_vectors keeps rows in line (toast_tuple_target=8160)",
     ):
         assert line in after.stdout
     assert "holds the HNSW graphs and the side table (graphs " in after.stdout
@@ -184,7 +185,12 @@ def test_doctor_reports_problems_with_their_fixes(
                     s
                 )
             )
-        conn.execute(sql.SQL("ALTER TABLE {}.entries RESET (toast_tuple_target)").format(s))
+        for name in ("entries", "entry_vectors"):
+            conn.execute(
+                sql.SQL("ALTER TABLE {}.{} RESET (toast_tuple_target)").format(
+                    s, sql.Identifier(name)
+                )
+            )
         # Autovacuum would clear the dead rows below before doctor counts them.
         for name in ("entries", "entry_vectors"):
             conn.execute(
@@ -217,6 +223,8 @@ def test_doctor_reports_problems_with_their_fixes(
         "hint: open a store on the schema once as the table's owner, or ALTER TABLE "
         f"{pg_schema}.entries SET (toast_tuple_target = 8160)"
     ) in out
+    assert "info  side row storage: entry_vectors has the default TOAST target (2 kB)" in out
+    assert f"{pg_schema}.entry_vectors SET (toast_tuple_target = 8160)" in out
 
 
 def test_doctor_on_postgres_15_without_pgvector(pg15_dsn: str, pg15_schema: str) -> None:

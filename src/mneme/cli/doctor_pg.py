@@ -9,7 +9,7 @@ from mneme.cli.findings import Finding
 from mneme.cli.target import Meta, Target
 from mneme.stores.postgres.graphs import GRAPH_PREFIX, build_memory_kb
 from mneme.stores.postgres.operations import PgCore
-from mneme.stores.postgres.schema import ENTRIES_STORAGE_SQL, ROWS_INLINE, ROWS_INLINE_SET
+from mneme.stores.postgres.schema import ROWS_INLINE, ROWS_INLINE_SET, ROWS_INLINE_SQL
 from mneme.stores.postgres.vector import (
     ITERATIVE_SCANS_SINCE,
     LEGACY_INDEX_NAME,
@@ -71,6 +71,7 @@ class _Checks:
             self._build_memory(meta)
         if meta.vector_index is not None:
             self._storage()
+            self._side_row_storage()
             self._search_memory()
         self._entry_storage()
         self._bloat(meta)
@@ -309,17 +310,32 @@ class _Checks:
         )
 
     def _entry_storage(self) -> None:
-        row = self.one(ENTRIES_STORAGE_SQL, [ROWS_INLINE, self.schema])
+        self._rows_inline(
+            "entries",
+            "entry storage",
+            "a typical entry's embedding goes out of line, which about doubles the cost "
+            "of writing it",
+        )
+
+    def _side_row_storage(self) -> None:
+        self._rows_inline(
+            "entry_vectors",
+            "side row storage",
+            "each row written pays a compression attempt on its vector that cannot "
+            "succeed (most of a large vector's write cost on the server)",
+        )
+
+    def _rows_inline(self, table: str, check: str, cost: str) -> None:
+        row = self.one(ROWS_INLINE_SQL, [ROWS_INLINE, self.schema, table])
         if row is not None and row[0]:
-            self.add("ok", "entry storage", f"entries keeps rows in line ({ROWS_INLINE})")
+            self.add("ok", check, f"{table} keeps rows in line ({ROWS_INLINE})")
             return
         self.add(
             "info",
-            "entry storage",
-            "entries has the default TOAST target (2 kB): a typical entry's embedding goes "
-            "out of line, which about doubles the cost of writing it",
+            check,
+            f"{table} has the default TOAST target (2 kB): {cost}",
             "open a store on the schema once as the table's owner, or ALTER TABLE "
-            f"{self.qualified('entries')} SET ({ROWS_INLINE_SET})",
+            f"{self.qualified(table)} SET ({ROWS_INLINE_SET})",
         )
 
     def _bloat(self, meta: Meta) -> None:

@@ -79,7 +79,7 @@ if TYPE_CHECKING:
     from psycopg.sql import Composed
     from psycopg.types import TypeInfo
 
-__all__ = ["Mode", "PgCore", "dedupe_batch", "metadata_json", "op_row"]
+__all__ = ["Mode", "PgCore", "dedupe_batch", "metadata_json", "op_row", "stage_rows"]
 
 _log = logging.getLogger("mneme.postgres")
 _T = TypeVar("_T")
@@ -103,6 +103,10 @@ _COPY_AT_LEAST = 256
 # Rows per COPY and upsert of that path, while the next chunk is encoded. At 100k x
 # 384, batches of 10,000: 1,000 rows ~8,600 rows/s, 2,000 ~7,800, 5,000 ~7,200.
 _STAGE_CHUNK = 1_000
+# Staged bytes per chunk at most: the staging table lives in the session's temp_buffers
+# (8 MB by default) and, beyond them, is written to disk and read back. At dim 1536
+# with side vectors (12 kB a row) 1,000 rows spilled; chunks of ~470 rows do not.
+_STAGE_BYTES = 6 << 20
 # A background graph build waits until the store has loaded no batch of _COPY_AT_LEAST
 # rows or more for this long: built during a load, the graph would turn every later row
 # of the load into an HNSW insert (milliseconds each) instead of a row of a COPY.
@@ -176,6 +180,12 @@ def _values(entry: StoredEntry, metadata: Any) -> list[Any]:
 
 def _json_or_none(metadata: Any) -> str | None:
     return None if metadata is None else metadata_json(metadata)
+
+
+def stage_rows(dim: int, vectors: bool) -> int:
+    """Rows per chunk of a staged load: ``_STAGE_CHUNK``, fewer for large vectors."""
+    row = 4 * dim * (2 if vectors else 1) + 1_024  # embedding (and side vector), the rest
+    return max(100, min(_STAGE_CHUNK, _STAGE_BYTES // row))
 
 
 def _encode_staged(rows: Sequence[StoredEntry], dim: int, first_ord: int) -> bytes:
@@ -755,7 +765,8 @@ class PgCore:
         into a session staging table and upserted from there (``_op_insert_staged``);
         otherwise each chunk is one multi-row statement over unnest arrays."""
         if self._owned and len(rows) >= _COPY_AT_LEAST:
-            slices = [rows[i : i + _STAGE_CHUNK] for i in range(0, len(rows), _STAGE_CHUNK)]
+            size = stage_rows(self._dim, self._vec is not None)
+            slices = [rows[i : i + size] for i in range(0, len(rows), size)]
             return (yield from self._op_insert_staged(slices))
         chunks = [rows[i : i + _INSERT_CHUNK] for i in range(0, len(rows), _INSERT_CHUNK)]
         vec = self._vec
@@ -779,7 +790,7 @@ class PgCore:
 
     def _feed(self, chunks: Iterable[Sequence[StoredEntry]]) -> ChunkFeed:
         """``chunks`` as the staged path takes them (see ``_op_insert_staged``)."""
-        return ChunkFeed(chunks, _STAGE_CHUNK)
+        return ChunkFeed(chunks, stage_rows(self._dim, self._vec is not None))
 
     def _op_insert_staged(
         self, chunks: Iterable[Sequence[StoredEntry]]
@@ -805,7 +816,10 @@ class PgCore:
         is sent in pipeline mode, which does not wait for its result): the client's
         work and the server's overlap instead of taking turns."""
         names = vec.sql if vec is not None else self._sql
-        yield Execute(names["stage"], prepare=False)
+        exists = yield Execute(names["stage_exists"], fetch="one", prepare=False)
+        if not exists[0]:  # the session's first load (or its first was rolled back)
+            yield Execute(names["stage"], prepare=False)
+            yield Execute(names["stage_storage"], prepare=False)
         # The upsert sorts and re-reads each chunk: in memory rather than in temp files,
         # and joined by hashing (the staging table has no statistics: the planner,
         # expecting far more rows, chose sorts for a merge join).

@@ -127,33 +127,40 @@ ROWS_INLINE = "toast_tuple_target=8160"
 """The storage parameter that keeps an entry in line up to a page, as pg_class lists it."""
 ROWS_INLINE_SET = "toast_tuple_target = 8160"
 """The same, as ALTER TABLE ... SET (...) takes it."""
-ENTRIES_STORAGE_SQL = (
+ROWS_INLINE_SQL = (
     "SELECT %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relname = 'entries'"
+    "WHERE n.nspname = %s AND c.relname = %s"
 )
-"""Whether entries has ROWS_INLINE, and whether the current role may set it; params
-``[ROWS_INLINE, schema]``."""
+"""Whether a table has ROWS_INLINE, and whether the current role may set it; params
+``[ROWS_INLINE, schema, table]``; no row when the table does not exist."""
+
+INLINE_TABLES = ("entries", "entry_vectors")
+"""The tables whose rows are kept in line up to a page (the side table may not exist)."""
 
 
 def keep_rows_inline(schema: str) -> PgOp[None]:
-    """Let entries of up to a page stay in line.
+    """Let rows of up to a page stay in line, in entries and the pgvector side table.
 
     With the default target (2 kB) a typical entry (a 384-dim embedding and a response
     of some hundred bytes) went through TOAST: a compression attempt on the embedding,
     then a row and an index entry in a second table. That was half the cost of a bulk
-    insert, and every read of the embedding paid a second lookup. A storage parameter,
-    not a migration: earlier versions of mneme use the table unchanged. Set by the
+    insert, and every read of the embedding paid a second lookup. The side table keeps
+    its vector in line anyway (STORAGE MAIN), but above the default target every row
+    written paid a compression attempt on it that could not succeed (float data):
+    at dim 1536, a seventh of the server's time in a bulk load. A storage parameter,
+    not a migration: earlier versions of mneme use the tables unchanged. Set by the
     table's owner at open (ShareUpdateExclusiveLock, a catalog change only; rows
     already written stay as they are); other roles leave it to the owner.
     """
     from psycopg import sql
 
-    row = yield Execute(ENTRIES_STORAGE_SQL, [ROWS_INLINE, schema], "one")
-    if row is None or row[0] or not row[1]:
-        return
-    target = sql.SQL("ALTER TABLE {}.entries SET (" + ROWS_INLINE_SET + ")")
-    yield Execute(target.format(sql.Identifier(schema)))
+    for table in INLINE_TABLES:
+        row = yield Execute(ROWS_INLINE_SQL, [ROWS_INLINE, schema, table], "one")
+        if row is None or row[0] or not row[1]:
+            continue
+        target = sql.SQL("ALTER TABLE {}.{} SET (" + ROWS_INLINE_SET + ")")
+        yield Execute(target.format(sql.Identifier(schema), sql.Identifier(table)))
 
 
 def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[str]) -> PgOp[None]:

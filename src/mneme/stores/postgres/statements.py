@@ -31,6 +31,30 @@ STAGE_COLUMNS_DDL = (
 # TOAST (a compression attempt, then a second table and its index) on the way in.
 STAGE_OPTIONS = "WITH (toast_tuple_target = 8160) ON COMMIT DELETE ROWS"
 
+
+def stage_statements(table: str, ddl: str, columns: str) -> dict[str, str]:
+    """The statements of a session's staging table ``pg_temp.<table>``: whether it
+    exists, its creation and storage, its COPY, and its emptying between chunks."""
+    # A staged row above the TOAST target (every row that carries a 1536-dim vector
+    # beside its embedding) had its largest compressible value, the embedding, put
+    # through a compression attempt that cannot succeed on float data: a tenth of the
+    # server's time in such a load. Stored EXTERNAL, what must go out of line goes as
+    # it is. Set once, when the session creates the table (ALTER, since STORAGE in
+    # CREATE TABLE needs PostgreSQL 16).
+    external = ", ".join(
+        f"ALTER COLUMN {name} SET STORAGE EXTERNAL"
+        for name in ("query", "response", "embedding", "metadata")
+    )
+    return {
+        "stage_exists": f"SELECT to_regclass('pg_temp.{table}') IS NOT NULL",
+        "stage": f"CREATE TEMP TABLE {table} ({ddl}) {STAGE_OPTIONS}",
+        "stage_storage": f"ALTER TABLE pg_temp.{table} {external}",
+        "stage_copy": f"COPY pg_temp.{table} ({columns}) FROM STDIN (FORMAT BINARY)",
+        # Between the chunks of one load (the transaction's end empties it too).
+        "stage_empty": f"TRUNCATE pg_temp.{table}",
+    }
+
+
 ITER_VECTORS_SQL = (
     "SELECT id, namespace, embedding FROM {schema}.entries WHERE id > %s ORDER BY id LIMIT %s"
 )
@@ -105,14 +129,9 @@ STATEMENTS: dict[str, str] = {
     "RETURNING namespace, query_hash, id, {vector_flag}",
     # Bulk loads on a connection the store owns: COPY a chunk into a session's staging
     # table (emptied at commit), upsert from it, empty it for the next chunk.
-    "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage (" + STAGE_COLUMNS_DDL + ", "
-    "ord BIGINT) " + STAGE_OPTIONS,
-    "stage_copy": "COPY pg_temp.mneme_stage (" + STAGE_COLUMNS + ", ord) FROM STDIN "
-    "(FORMAT BINARY)",
+    **stage_statements("mneme_stage", STAGE_COLUMNS_DDL + ", ord BIGINT", STAGE_COLUMNS + ", ord"),
     "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage) {batch_insert} "
     "RETURNING namespace, query_hash, id, {vector_flag}",
-    # Between the chunks of one load (the transaction's end empties it too).
-    "stage_empty": "TRUNCATE pg_temp.mneme_stage",
     "by_hashes": "SELECT {columns} FROM {schema}.entries "
     "WHERE namespace = %s AND query_hash = ANY(%s::text[])",
     "delete_ids": "WITH d AS (DELETE FROM {schema}.entries WHERE id = ANY(%s::bigint[]) "

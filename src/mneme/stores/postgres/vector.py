@@ -29,8 +29,8 @@ from mneme.stores.postgres.statements import (
     COLUMNS,
     STAGE_COLUMNS,
     STAGE_COLUMNS_DDL,
-    STAGE_OPTIONS,
     compose,
+    stage_statements,
 )
 
 if TYPE_CHECKING:
@@ -269,11 +269,11 @@ _SIDE_STATEMENTS = {
     "JOIN rows r USING (namespace, query_hash) ORDER BY e.namespace, e.id {side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
     # The bulk path: staging table with the vectors, then per chunk one statement as above.
-    "stage": "CREATE TEMP TABLE IF NOT EXISTS mneme_stage_v (" + STAGE_COLUMNS_DDL + ", "
-    "vec vector, ord BIGINT) " + STAGE_OPTIONS,
-    "stage_empty": "TRUNCATE pg_temp.mneme_stage_v",
-    "stage_copy": "COPY pg_temp.mneme_stage_v (" + STAGE_COLUMNS + ", vec, ord) FROM STDIN "
-    "(FORMAT BINARY)",
+    **stage_statements(
+        "mneme_stage_v",
+        STAGE_COLUMNS_DDL + ", vec vector, ord BIGINT",
+        STAGE_COLUMNS + ", vec, ord",
+    ),
     # The vectors are joined from the staging table itself: "rows" is read once, so it
     # is not materialised (a copy of every staged row, sorted again for the join).
     "insert_staged": "WITH {bump}, rows AS (SELECT * FROM pg_temp.mneme_stage_v), "

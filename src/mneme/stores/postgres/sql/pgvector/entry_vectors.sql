@@ -4,7 +4,9 @@
 --
 -- One row per entry, written in the same statement as the entry. The vectors live
 -- here rather than in "entries" so that access-time updates (LRU) never reach the
--- HNSW index, and so that TOAST never moves the vector out of line.
+-- HNSW index, and so that TOAST never moves the vector out of line. The TOAST target
+-- of a page keeps a row from going through the toaster at all: above the default
+-- (2 kB) each row paid a compression attempt on its vector that could not succeed.
 
 CREATE TABLE IF NOT EXISTS {schema}.entry_vectors (
     id         BIGINT PRIMARY KEY REFERENCES {schema}.entries (id) ON DELETE CASCADE,
@@ -16,7 +18,7 @@ CREATE TABLE IF NOT EXISTS {schema}.entry_vectors (
     -- Written into a namespace that has a graph, and not yet in that graph: searched
     -- exactly beside the graph until a background pass moves it in.
     fresh      BOOLEAN NOT NULL DEFAULT false
-) WITH (fillfactor = 90);
+) WITH (fillfactor = 90, toast_tuple_target = 8160);
 
 -- Side tables of earlier versions get the column at open (no rewrite: a constant default).
 ALTER TABLE {schema}.entry_vectors ADD COLUMN IF NOT EXISTS fresh BOOLEAN NOT NULL DEFAULT false;
