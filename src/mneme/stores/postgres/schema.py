@@ -148,7 +148,7 @@ def keep_rows_inline(schema: str) -> PgOp[None]:
     insert, and every read of the embedding paid a second lookup. The side table keeps
     its vector in line anyway (STORAGE MAIN), but above the default target every row
     written paid a compression attempt on it that could not succeed (float data):
-    at dim 1536, a seventh of the server's time in a bulk load. A storage parameter,
+    at dim 1536, about 4% of the server's time in a bulk load. A storage parameter,
     not a migration: earlier versions of mneme use the tables unchanged. Set by the
     table's owner at open (ShareUpdateExclusiveLock, a catalog change only; rows
     already written stay as they are); other roles leave it to the owner.

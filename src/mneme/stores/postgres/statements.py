@@ -36,10 +36,10 @@ def stage_statements(table: str, ddl: str, columns: str) -> dict[str, str]:
     """The statements of a session's staging table ``pg_temp.<table>``: whether it
     exists, its creation and storage, its COPY, and its emptying between chunks."""
     # A staged row above the TOAST target (every row that carries a 1536-dim vector
-    # beside its embedding) had its largest compressible value, the embedding, put
-    # through a compression attempt that cannot succeed on float data: a tenth of the
-    # server's time in such a load. Stored EXTERNAL, what must go out of line goes as
-    # it is. Set once, when the session creates the table (ALTER, since STORAGE in
+    # beside its embedding) had its largest compressible values compressed first: the
+    # embedding, an attempt that cannot succeed on float data, then the response. About
+    # 7% of the server's time in such a load. Stored EXTERNAL, what must go out of line
+    # goes as it is. Set once, when the session creates the table (ALTER, since STORAGE in
     # CREATE TABLE needs PostgreSQL 16).
     external = ", ".join(
         f"ALTER COLUMN {name} SET STORAGE EXTERNAL"
