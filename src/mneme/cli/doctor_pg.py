@@ -326,8 +326,8 @@ class _Checks:
         )
 
     def _rows_inline(self, table: str, check: str, cost: str) -> None:
-        row = self.one(ROWS_INLINE_SQL, [ROWS_INLINE, self.schema, table])
-        if row is not None and row[0]:
+        row = self.one(ROWS_INLINE_SQL, [ROWS_INLINE, self.schema, [table]])
+        if row is not None and row[1]:
             self.add("ok", check, f"{table} keeps rows in line ({ROWS_INLINE})")
             return
         self.add(

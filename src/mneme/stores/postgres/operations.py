@@ -56,6 +56,7 @@ from mneme.stores.postgres.requests import (
     Pipelined,
     execute,
     fetch_all,
+    fetch_value,
 )
 from mneme.stores.postgres.schema import keep_rows_inline, load_migrations, provision
 from mneme.stores.postgres.statements import STATEMENTS, VERSION_SLOTS, compose
@@ -1161,9 +1162,7 @@ def _read(body: PgOp[_T]) -> PgOp[_T]:
 def _one_value(template: str, schema: str, params: Sequence[Any]) -> PgOp[Any]:
     from psycopg import sql
 
-    query = sql.SQL(template).format(sql.Identifier(schema))
-    row = yield Execute(query, params, "one")
-    return None if row is None else row[0]
+    return (yield from fetch_value(sql.SQL(template).format(sql.Identifier(schema)), params))
 
 
 def _fetch_type(name: str) -> PgOp[Any]:

@@ -128,12 +128,12 @@ ROWS_INLINE = "toast_tuple_target=8160"
 ROWS_INLINE_SET = "toast_tuple_target = 8160"
 """The same, as ALTER TABLE ... SET (...) takes it."""
 ROWS_INLINE_SQL = (
-    "SELECT %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
+    "SELECT c.relname, %s = ANY(coalesce(c.reloptions, '{}')), pg_has_role(c.relowner, 'USAGE') "
     "FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE n.nspname = %s AND c.relname = %s"
+    "WHERE n.nspname = %s AND c.relname = ANY(%s)"
 )
-"""Whether a table has ROWS_INLINE, and whether the current role may set it; params
-``[ROWS_INLINE, schema, table]``; no row when the table does not exist."""
+"""Per table of a list that exists: its name, whether it has ROWS_INLINE, and whether
+the current role may set it; params ``[ROWS_INLINE, schema, [table, ...]]``."""
 
 INLINE_TABLES = ("entries", "entry_vectors")
 """The tables whose rows are kept in line up to a page (the side table may not exist)."""
@@ -155,12 +155,12 @@ def keep_rows_inline(schema: str) -> PgOp[None]:
     """
     from psycopg import sql
 
-    for table in INLINE_TABLES:
-        row = yield Execute(ROWS_INLINE_SQL, [ROWS_INLINE, schema, table], "one")
-        if row is None or row[0] or not row[1]:
+    rows = yield Execute(ROWS_INLINE_SQL, [ROWS_INLINE, schema, list(INLINE_TABLES)], "all")
+    for table, inline, may_set in rows:
+        if inline or not may_set:
             continue
         target = sql.SQL("ALTER TABLE {}.{} SET (" + ROWS_INLINE_SET + ")")
-        yield Execute(target.format(sql.Identifier(schema), sql.Identifier(table)))
+        yield Execute(target.format(sql.Identifier(schema), sql.Identifier(str(table))))
 
 
 def _migrate(schema: str, migrations: list[Migration], latest: int, step: list[str]) -> PgOp[None]:
