@@ -23,7 +23,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from mneme import SemanticCache, StoreBackendError, StoredEntry, VectorSearchStore
-from mneme.stores.postgres.operations import stage_rows
+from mneme.stores.postgres.operations import load_rows, stage_rows
 from mneme.stores.postgres.store import PostgresStore
 from mneme.stores.postgres.vector import graph_name
 from mneme.testing import HashingEmbedder
@@ -770,7 +770,7 @@ def test_batches_write_side_rows_namespace_by_namespace(
         ).fetchone()
     assert counted == (n,)
     # A single backfill batch: one run per namespace; a put_many: one per COPY chunk.
-    chunks = -(-n // stage_rows(dim, True)) if how == "put_many" else 1
+    chunks = -(-n // load_rows(dim, True)) if how == "put_many" else 1
     assert _namespace_runs(postgres_dsn, schema) == 5 * chunks
 
 
@@ -786,14 +786,14 @@ def _side_table_options(dsn: str, schema: str) -> list[str]:
     return sorted(row[0])
 
 
-def test_large_vectors_load_through_uncompressed_staging_and_inline_side_rows(
+def test_large_vectors_load_inline_and_their_rewrites_stage_uncompressed(
     postgres_dsn: str, opened_stores: list[PostgresStore]
 ) -> None:
     dim, n = 1536, 1_000
-    assert stage_rows(dim, True) < n // 2  # several chunks, each within temp_buffers
+    assert stage_rows(dim, True) < n // 2  # several staged chunks, each within temp_buffers
     rng = np.random.default_rng(5)
     vectors = unit(rng.standard_normal((n, dim)))
-    # Every tenth response is larger than a page: those staged rows go out of line.
+    # Every tenth response is larger than a page: those rows go out of line.
     batch = [
         replace(
             entry(f"k{i}", vectors[i]), response=f"r{i} " + "x" * (9_000 if i % 10 == 0 else 50)
@@ -806,14 +806,17 @@ def test_large_vectors_load_through_uncompressed_staging_and_inline_side_rows(
         "fillfactor=90",
         "toast_tuple_target=8160",
     ]
-    ids = store.insert_many(batch)
-    assert len(set(ids)) == n
-    got = store.get_many_by_hash("default", [f"k{i}" for i in range(n)])
-    for i in (0, 1, 10, 471, 472, 999):
-        assert got[f"k{i}"].response == batch[i].response
-        assert got[f"k{i}"].embedding == batch[i].embedding
-    top = store.search("default", vectors[10], k=1, now=T0)
-    assert [(e.query_hash, round(s, 5)) for e, s in top] == [("k10", 1.0)]
+    # New keys go straight into the tables; the same keys again, through the staging
+    # table's upsert.
+    for load in (batch, [replace(e, response=e.response + " again") for e in batch]):
+        ids = store.insert_many(load)
+        assert len(set(ids)) == n
+        got = store.get_many_by_hash("default", [f"k{i}" for i in range(n)])
+        for i in (0, 1, 10, 471, 472, 999):
+            assert got[f"k{i}"].response == load[i].response
+            assert got[f"k{i}"].embedding == load[i].embedding
+        top = store.search("default", vectors[10], k=1, now=T0)
+        assert [(e.query_hash, round(s, 5)) for e, s in top] == [("k10", 1.0)]
     with admin(postgres_dsn) as conn:
         storage = conn.execute(
             "SELECT DISTINCT a.attname, a.attstorage FROM pg_attribute a "

@@ -554,7 +554,7 @@ class AsyncPostgresStore(PgCore):
         if not self._owned:
             return await self.insert_many([e for chunk in chunks for e in chunk])
         feed = self._feed(chunks)
-        ids, flag = await self._run("insert_many", self._op_insert_staged(feed), "raw", wrote=True)
+        ids, flag = await self._run("insert_many", self._op_insert_bulk(feed), "raw", wrote=True)
         return await self._inserted(feed.entries, dedupe_batch(feed.entries), ids, flag)
 
     async def _inserted(
@@ -896,7 +896,11 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         async with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            await copy.write(request.data)
+            if isinstance(request.data, bytes):
+                await copy.write(request.data)
+            else:
+                for piece in request.data:
+                    await copy.write(piece)
         return None
     from psycopg.types import TypeInfo
 

@@ -12,7 +12,7 @@ propagate to the store, which wraps it in ``StoreBackendError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -84,10 +84,11 @@ class FetchTypeInfo:
 @dataclass(frozen=True, slots=True)
 class CopyIn:
     """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``data``: rows already encoded, from
-    the binary COPY signature on (see ``copy_rows``)."""
+    the binary COPY signature on (see ``copy_rows``), whole or as pieces written one
+    after the other (the server stores a piece while the client makes the next)."""
 
     statement: Any
-    data: bytes
+    data: bytes | Iterable[bytes]
 
 
 Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn

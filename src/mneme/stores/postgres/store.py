@@ -533,7 +533,7 @@ class PostgresStore(PgCore):
         if not self._owned:
             return self.insert_many([e for chunk in chunks for e in chunk])
         feed = self._feed(chunks)
-        ids, flag = self._run("insert_many", self._op_insert_staged(feed), "raw", wrote=True)
+        ids, flag = self._run("insert_many", self._op_insert_bulk(feed), "raw", wrote=True)
         return self._inserted(feed.entries, dedupe_batch(feed.entries), ids, flag)
 
     def _inserted(
@@ -862,7 +862,11 @@ def _perform(conn: Connection[Any], request: Request) -> Any:
         return conn
     if isinstance(request, CopyIn):
         with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            copy.write(request.data)
+            if isinstance(request.data, bytes):
+                copy.write(request.data)
+            else:
+                for piece in request.data:
+                    copy.write(piece)
         return None
     from psycopg.types import TypeInfo
 

@@ -268,7 +268,8 @@ _SIDE_STATEMENTS = {
     "SELECT e.id, e.namespace, e.created_at + e.ttl, r.vec FROM e "
     "JOIN rows r USING (namespace, query_hash) ORDER BY e.namespace, e.id {side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
-    # The bulk path: staging table with the vectors, then per chunk one statement as above.
+    # The bulk path where COPY cannot go straight in (keys already stored): staging
+    # table with the vectors, then per chunk one statement as above.
     **stage_statements(
         "mneme_stage_v",
         STAGE_COLUMNS_DDL + ", vec vector, ord BIGINT",
@@ -283,6 +284,11 @@ _SIDE_STATEMENTS = {
     "JOIN pg_temp.mneme_stage_v r USING (namespace, query_hash) ORDER BY e.namespace, e.id "
     "{side_upsert}) "
     "SELECT namespace, query_hash, id FROM e",
+    # The direct load: ids for the rows to come, then COPY into both tables.
+    "load_ids": "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+    "load_entries": "COPY {schema}.entries ({columns}) FROM STDIN (FORMAT BINARY)",
+    "load_sides": "COPY {schema}.entry_vectors (id, namespace, expires_at, embedding) "
+    "FROM STDIN (FORMAT BINARY)",
     # Side rows computed in Python (upgrade, catch-up); only for entries that still
     # exist, since the foreign key would refuse the whole batch.
     "side_upsert": "INSERT INTO {schema}.entry_vectors (id, namespace, expires_at, embedding) "
