@@ -5,10 +5,11 @@ a concurrent writer) sends the rest of the load through the staging table's upse
 from __future__ import annotations
 
 import asyncio
+import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from pgvector_helpers import DIM, T0, admin, entry, fp, fresh, open_store, unit,
 pytestmark = pytest.mark.backend("postgres")
 
 CHUNK = load_rows(DIM, True)
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -57,13 +59,17 @@ def side_vector(text: str | None) -> np.ndarray[Any, np.dtype[np.float32]] | Non
     return None if text is None else np.array(text.strip("[]").split(","), dtype=np.float32)
 
 
-def sequence_value(dsn: str, schema: str) -> int:
-    with admin(dsn) as conn:
-        row = conn.execute(
-            sql.SQL("SELECT last_value FROM {}").format(sql.Identifier(schema, "entries_id_seq"))
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+def traced(store: PostgresStore, write: Callable[[], T]) -> tuple[T, str]:
+    """What ``write`` returned, and the protocol trace of the store's connection."""
+    conn = store._source._conn  # type: ignore[attr-defined]
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            result = write()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return result, trace.read().decode("utf-8", "replace")
 
 
 def test_new_rows_are_copied_with_their_side_rows(postgres_dsn: str, schema: str) -> None:
@@ -74,10 +80,14 @@ def test_new_rows_are_copied_with_their_side_rows(postgres_dsn: str, schema: str
         rows[3] = replace(rows[3], ttl=600, metadata={"lang": "fr", "note": "déjà vu ✓"})
         rows[4] = replace(rows[4], embedding=bytes(4 * DIM))  # zero: no vector to index
         rows[5] = replace(rows[5], response="x" * 20_000)  # larger than a page
-        ids = store.insert_many(rows)
-        # Ids come from the sequence in blocks, before the COPY: one block for this load.
-        assert sequence_value(postgres_dsn, schema) > len(rows)
+        ids, sent = traced(store, lambda: store.insert_many(rows))
+        # Straight into both tables: no staging table, no upsert.
+        assert f'COPY "{schema}".entries (' in sent
+        assert f'COPY "{schema}".entry_vectors (' in sent
+        assert "mneme_stage" not in sent and "ON CONFLICT" not in sent
         assert ids == sorted(ids) and len(set(ids)) == len(rows)
+        # Ids are taken for the rows there are, not in blocks that leave gaps.
+        assert ids == list(range(1, len(rows) + 1))
         stored = table(postgres_dsn, schema)
         assert len(stored) == len(rows)
         for e, id_ in zip(rows, ids, strict=True):
@@ -115,7 +125,10 @@ def test_a_stored_key_sends_the_rest_of_the_load_through_the_upsert(
             for i in range(300)
         ]
         second = batch(CHUNK, 4, prefix="b") + again + batch(400, 5, prefix="c")
-        ids = store.insert_many(second)
+        ids, sent = traced(store, lambda: store.insert_many(second))
+        assert sent.count(f'COPY "{schema}".entries (') == 2  # the second one failed
+        assert sent.count(f'COPY "{schema}".entry_vectors (') == 1
+        assert "COPY pg_temp.mneme_stage_v" in sent
         stored = table(postgres_dsn, schema)
         assert len(stored) == 600 + CHUNK + 400
         assert ids[CHUNK : CHUNK + 300] == first_ids[:300]  # rewritten in place

@@ -119,8 +119,6 @@ _STAGE_BYTES = 6 << 20
 # Rows per chunk of a direct load (pgvector store): a COPY of entries and one of side
 # rows. At 100k x 1536, 1,000 and 2,000 load alike; the staging table is not involved.
 _DIRECT_CHUNK = 1_000
-# Ids taken from the sequence per request of a direct load (~2 us each on the server).
-_IDS_AT_ONCE = 8_192
 _BIGINT_MAX = (1 << 63) - 1
 # A background graph build waits until the store has loaded no batch of _COPY_AT_LEAST
 # rows or more for this long: built during a load, the graph would turn every later row
@@ -853,7 +851,8 @@ class PgCore:
         self, chunks: Iterable[Sequence[StoredEntry]], vec: VectorStatements
     ) -> PgOp[list[Any]]:
         """COPY each chunk straight into entries and the side table, with ids taken
-        from the entries' sequence beforehand. A COPY extends a table many pages at a
+        from the entries' sequence beforehand (as many as the chunk has rows: ids
+        taken in blocks would leave gaps after every load). A COPY extends a table many pages at a
         time and inserts its rows in batches; an INSERT ... SELECT from the staging
         table extends one page a row once rows are large (about a third of the server's
         time at dim 1536). COPY cannot upsert: each chunk is written under a savepoint,
@@ -865,15 +864,12 @@ class PgCore:
         conn = yield GetConnection()
         table = sql.Identifier(self.schema, "entries").as_string(conn)
         pending = iter(chunks)
-        spare: list[int] = []
         written: list[Any] = []
         for chunk in pending:
             if not _copyable(chunk):
                 return written + (yield from self._op_staged_from(chunk, pending, vec))
-            if len(spare) < len(chunk):
-                got = yield Execute(vec.sql["load_ids"], [table, _IDS_AT_ONCE], "all")
-                spare.extend(sorted(int(row[0]) for row in got))
-            ids, spare = spare[: len(chunk)], spare[len(chunk) :]
+            got = yield Execute(vec.sql["load_ids"], [table, len(chunk)], "all")
+            ids = sorted(int(row[0]) for row in got)
             try:
                 yield Atomic(_op_copy_chunk(vec, chunk, ids))
             except UniqueViolation:
