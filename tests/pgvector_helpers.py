@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -14,6 +15,7 @@ import pytest
 from mneme import StoredEntry
 from mneme.stores.postgres import PostgresStore
 
+T = TypeVar("T")
 T0 = 1_700_000_000
 DIM = 32
 
@@ -74,3 +76,15 @@ def fresh() -> str:
 
 def admin(dsn: str) -> psycopg.Connection[Any]:
     return psycopg.connect(dsn, autocommit=True)
+
+
+def traced(conn: psycopg.Connection[Any], call: Callable[[], T]) -> tuple[T, str]:
+    """``call()``'s result and the protocol messages it sent and received on ``conn``."""
+    with tempfile.TemporaryFile() as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            result = call()
+        finally:
+            conn.pgconn.untrace()
+        trace.seek(0)
+        return result, trace.read().decode("utf-8", "replace")

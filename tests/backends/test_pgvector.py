@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from mneme.stores.postgres.operations import load_rows, stage_rows
 from mneme.stores.postgres.store import PostgresStore
 from mneme.stores.postgres.vector import graph_name
 from mneme.testing import HashingEmbedder
+from pgvector_helpers import traced
 
 pytestmark = pytest.mark.backend("pgvector")
 
@@ -574,18 +575,6 @@ def test_too_many_dimensions_are_refused_at_open(postgres_dsn: str, pg_schema: s
 
 
 # -- knobs and session hygiene -----------------------------------------------------
-
-
-def traced(conn: psycopg.Connection[Any], call: Callable[[], T]) -> tuple[T, str]:
-    """``call()``'s result and the protocol messages it sent and received on ``conn``."""
-    with tempfile.TemporaryFile() as trace:
-        conn.pgconn.trace(trace.fileno())
-        try:
-            result = call()
-        finally:
-            conn.pgconn.untrace()
-        trace.seek(0)
-        return result, trace.read().decode("utf-8", "replace")
 
 
 def test_knobs_reach_the_index_and_search_settings_stay_local(
