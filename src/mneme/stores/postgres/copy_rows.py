@@ -35,7 +35,8 @@ _LEN = struct.Struct(">i").pack
 _INT8 = struct.Struct(">iq").pack  # length 8, then the value
 _NULL = _LEN(-1)
 _JSONB = b"\x01"
-# Rows per piece of a direct load: ~0.4 MB at dim 1536, about what the socket holds.
+# Rows per piece of a direct load (~0.4 MB at dim 1536): the server stores one piece
+# while the client encodes the next.
 _PIECE = 64
 
 Vectors = Sequence[npt.NDArray[np.float32] | None]

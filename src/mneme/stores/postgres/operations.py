@@ -850,14 +850,14 @@ class PgCore:
     def _op_direct(
         self, chunks: Iterable[Sequence[StoredEntry]], vec: VectorStatements
     ) -> PgOp[list[Any]]:
-        """COPY each chunk straight into entries and the side table, with ids taken
-        from the entries' sequence beforehand (as many as the chunk has rows: ids
-        taken in blocks would leave gaps after every load). A COPY extends a table many pages at a
-        time and inserts its rows in batches; an INSERT ... SELECT from the staging
-        table extends one page a row once rows are large (about a third of the server's
-        time at dim 1536). COPY cannot upsert: each chunk is written under a savepoint,
-        and from the first chunk that meets a key already stored on (or a row COPY
-        cannot carry), the rest go through the staging table's upsert."""
+        """COPY each chunk straight into entries and the side table, with its ids
+        taken from the entries' sequence first (as many as it has rows: ids taken in
+        blocks would leave gaps after every load). A COPY extends a table many pages at
+        a time and inserts its rows in batches; an INSERT ... SELECT from the staging
+        table extends it a page per row once rows are large (about a third of the
+        server's time at dim 1536). COPY cannot upsert: each chunk is written under a
+        savepoint, and the first chunk that meets a stored key (or holds a row COPY
+        cannot carry) and every chunk after it go through the staging table's upsert."""
         from psycopg import sql
         from psycopg.errors import UniqueViolation
 
