@@ -302,8 +302,9 @@ class SemanticCache:
         optionally embedding, metadata, ttl, namespace. ``progress`` hears of the
         tasks "embed" (texts) and "write" (entries). When every item carries its
         embedding and the store writes chunk by chunk (``PostgresStore`` opened from
-        a DSN), each chunk of 1,000 items is checked while the server writes the one
-        before; a bad item then rolls the whole batch back."""
+        a DSN), each chunk of 1,000 items is checked only when the store is ready to
+        write it (without pgvector, while the server writes the one before); a bad
+        item then rolls the whole batch back."""
         self._check_open()
         now = self._now()
         self._call(flows.put_many_request(self._state, items, namespace, now, progress))

@@ -213,8 +213,8 @@ class ChunkedInsertStore(BatchStore, Protocol):
     """A store that starts writing a batch before the whole batch is made.
 
     ``put_many`` checks its items and builds their entries chunk by chunk; such a store
-    takes the next chunk while its server writes the one before, so the cache's work
-    and the server's overlap."""
+    takes each chunk only when it is ready to write it, and where it can, while its
+    server writes the one before, so the cache's work and the server's overlap."""
 
     def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
         """``insert_many`` of the entries ``chunks`` yields, in one transaction; ids in

@@ -526,9 +526,10 @@ class PostgresStore(PgCore):
 
     def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
         """``insert_many`` for entries that come in chunks, in one transaction. On a
-        connection the store owns, the next chunk is taken from ``chunks`` (made) while
-        the server writes the one before; whatever ``chunks`` raises propagates as it
-        is, and nothing of the batch is stored."""
+        connection the store owns, the next chunk is taken from ``chunks`` (made) only
+        when the store is ready to write it: between two chunks' COPYs on a pgvector
+        store, while the server upserts the one before otherwise. Whatever ``chunks``
+        raises propagates as it is, and nothing of the batch is stored."""
         self._check()
         if not self._owned:
             return self.insert_many([e for chunk in chunks for e in chunk])
