@@ -142,10 +142,21 @@ class SearchSQL:
     source: str
 
     def params(
-        self, store: Any, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
+        self,
+        store: Any,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        now: int,
+        floor: float | None = None,
     ) -> dict[str, Any]:
+        """The statement's parameters; ``floor``: the similarity below which a
+        neighbour's entry is not read (the cache's threshold), where the store has it."""
         if self.source == "store":
-            prepared = store._search_params(namespace, vector, k, now)
+            try:
+                prepared = store._search_params(namespace, vector, k, now, floor)
+            except TypeError:  # a store before min_similarity
+                prepared = store._search_params(namespace, vector, k, now)
             return dict(prepared[1])
         return {"ns": namespace, "q": vector, "now": now, "k": k, "scan": max(k, 20)}
 
@@ -184,7 +195,7 @@ def search_sql(store: Any, schema: str) -> SearchSQL:
     try:
         statement = store._vec.sql["search"]
         probe = np.ones(store._vec.dim, dtype=np.float32)
-        store._search_params("probe", probe, 1, 0)
+        SearchSQL(schema, statement, settings, "store").params(store, "probe", probe, 1, 0)
         return SearchSQL(schema, statement, settings, "store")
     except (AttributeError, KeyError, TypeError, IndexError):
         pass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
@@ -145,3 +145,18 @@ class StoredEntry:
 
     def is_expired(self, now: int) -> bool:
         return self.ttl is not None and now - self.created_at >= self.ttl
+
+
+class Candidates(list[tuple[StoredEntry, float]]):
+    """A store's search result: ``(entry, cosine similarity)`` pairs, best first.
+
+    ``below`` is True when the search was given a ``min_similarity`` and a neighbour
+    among the ``k`` nearest fell below it: such neighbours are left out (their entries
+    are not even read), and ``below`` is what tells the cache that the lookup ended at
+    its threshold rather than running out of neighbours."""
+
+    __slots__ = ("below",)
+
+    def __init__(self, pairs: Iterable[tuple[StoredEntry, float]] = (), *, below: bool = False):
+        super().__init__(pairs)
+        self.below = below

@@ -322,6 +322,7 @@ def explain_search(
                 "k": 3,
                 "scan": 20,
                 "gate": True,
+                "floor": -1.0,
             }
             rows = conn.execute(query, params, prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)

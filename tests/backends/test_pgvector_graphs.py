@@ -36,7 +36,15 @@ def plan(dsn: str, store: PostgresStore, namespace: str, q: npt.NDArray[np.float
     with admin(dsn) as conn:
         register_vector(conn)
         query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-        params = {"ns": namespace, "q": q, "now": T0, "k": 3, "scan": 20, "gate": True}
+        params = {
+            "ns": namespace,
+            "q": q,
+            "now": T0,
+            "k": 3,
+            "scan": 20,
+            "gate": True,
+            "floor": -1.0,
+        }
         rows = conn.execute(query, params, prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)
 
@@ -446,13 +454,13 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
         big = next(name for name, text, _, _ in plans if "'big'" in text)
         vector = "[" + ",".join(str(float(x)) for x in data["big"][1]) + "]"
         explained = conn.execute(
-            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {})").format(
+            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {}, -1)").format(
                 sql.Identifier(big), sql.Literal(vector), sql.Literal(T0)
             )
         ).fetchall()
         # The shared statement's one plan reads the namespace's rows, never a graph.
         exact_plan = conn.execute(
-            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {}, {}, true, 20, 2)").format(
+            sql.SQL("EXPLAIN (COSTS OFF) EXECUTE {} ({}::vector, {}, {}, true, 20, 2, -1)").format(
                 sql.Identifier(shared), sql.Literal(vector), sql.Literal("big"), sql.Literal(T0)
             )
         ).fetchall()

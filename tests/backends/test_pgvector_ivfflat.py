@@ -109,7 +109,15 @@ def test_namespaces_get_ivfflat_up_to_the_limit_and_hnsw_above(
         register_vector(conn)
         assert store._vec is not None
         query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-        params = {"ns": "mid", "q": mid[0], "now": T0, "k": 3, "scan": 3, "gate": True}
+        params = {
+            "ns": "mid",
+            "q": mid[0],
+            "now": T0,
+            "k": 3,
+            "scan": 3,
+            "gate": True,
+            "floor": -1.0,
+        }
         plan = "\n".join(r[0] for r in conn.execute(query, params).fetchall())
     assert graph_name("mid") in plan
 

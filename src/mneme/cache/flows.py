@@ -20,7 +20,16 @@ import numpy.typing as npt
 
 from mneme._errors import EmbedderDimensionError
 from mneme._policy import TOP_K, check_namespace, eviction_batch, from_bytes, unit_vector
-from mneme._types import Health, Hit, Progress, ProgressFn, ReplicaStatus, Stats, StoredEntry
+from mneme._types import (
+    Candidates,
+    Health,
+    Hit,
+    Progress,
+    ProgressFn,
+    ReplicaStatus,
+    Stats,
+    StoredEntry,
+)
 from mneme.cache.core import (
     Counters,
     PreparedPut,
@@ -254,8 +263,10 @@ def get_flow(
         # The vector is known before the exact lookup: both layers in one round trip.
         vector, _ = _checked(embedding, st.dim, user=True)
         if vector is not None and np.any(vector):
-            q = vector
-            entry, found = yield from looker(lambda s: s.lookup(ns, qhash, q, k=TOP_K, now=now))
+            q, floor = vector, st.threshold
+            entry, found = yield from looker(
+                lambda s: s.lookup(ns, qhash, q, k=TOP_K, now=now, min_similarity=floor)
+            )
             hit = yield from _exact(st, ns, entry, now)
             if hit is not None:
                 return hit
@@ -351,7 +362,7 @@ def _semantic(
     reason: str | None,
     now: int,
     gone: set[int] | None = None,
-    found: list[tuple[StoredEntry, float]] | None = None,
+    found: Candidates | None = None,
 ) -> Flow[Hit | None]:
     """Layer 2; adds the ids it deletes to ``gone`` when given. ``found``: the
     candidates, when the store already returned them with the exact lookup."""
@@ -360,7 +371,7 @@ def _semantic(
         return None
     threshold = st.threshold
     if found is not None:
-        candidates, below = found, False
+        candidates, below = found, found.below
     else:
         candidates, below = yield from _candidates(st, ns, vector, now, threshold)
     decision = decide_semantic(
@@ -388,6 +399,11 @@ def _candidates(
     """The ranked candidates with their entries, and whether a neighbour below the
     threshold was left unfetched (in-process index: such a neighbour can never be
     served, so fetching it would be a wasted round trip)."""
+    if st.lookup_store:  # reads only the entries at or above the threshold
+        usable = yield from looker(
+            lambda s: s.search(ns, vector, k=TOP_K, now=now, min_similarity=threshold)
+        )
+        return usable, usable.below
     if st.search_store:
         found = yield from searcher(lambda s: s.search(ns, vector, k=TOP_K, now=now))
         return found, False

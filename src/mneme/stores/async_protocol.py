@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from mneme._types import StoredEntry
+from mneme._types import Candidates, StoredEntry
 
 COUNTER_NAMES = ("hits_exact", "hits_semantic", "misses", "evictions", "expirations")
 """The per-namespace counters a store persists."""
@@ -188,7 +188,22 @@ class AsyncVectorSearchStore(AsyncBatchStore, Protocol):
 
 @runtime_checkable
 class AsyncLookupStore(AsyncVectorSearchStore, Protocol):
-    """A searching store that can answer both layers in one round trip."""
+    """A searching store that can answer both layers in one round trip, and that
+    reads only the entries a lookup can use: both calls take ``min_similarity``."""
+
+    async def search(
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+        min_similarity: float | None = None,
+    ) -> Candidates:
+        """As ``AsyncVectorSearchStore.search``. Of the ``k`` nearest, those below
+        ``min_similarity`` are left out (their entries are not read), and the result's
+        ``below`` says whether one was: the cache's threshold, so that only a neighbour
+        it could serve costs a read."""
 
     async def lookup(
         self,
@@ -198,7 +213,8 @@ class AsyncLookupStore(AsyncVectorSearchStore, Protocol):
         *,
         k: int,
         now: int,
-    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        min_similarity: float | None = None,
+    ) -> tuple[StoredEntry | None, Candidates]:
         """The entry stored under ``query_hash`` (expired or not, as ``get_by_hash``)
         and what ``search`` would return for ``vector``, from one statement."""
 

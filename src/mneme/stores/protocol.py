@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from mneme._types import StoredEntry
+from mneme._types import Candidates, StoredEntry
 
 COUNTER_NAMES = ("hits_exact", "hits_semantic", "misses", "evictions", "expirations")
 """The per-namespace counters a store persists."""
@@ -181,7 +181,22 @@ class VectorSearchStore(BatchStore, Protocol):
 
 @runtime_checkable
 class LookupStore(VectorSearchStore, Protocol):
-    """A searching store that can answer both layers in one round trip."""
+    """A searching store that can answer both layers in one round trip, and that
+    reads only the entries a lookup can use: both calls take ``min_similarity``."""
+
+    def search(
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+        min_similarity: float | None = None,
+    ) -> Candidates:
+        """As ``VectorSearchStore.search``. Of the ``k`` nearest, those below
+        ``min_similarity`` are left out (their entries are not read), and the result's
+        ``below`` says whether one was: the cache's threshold, so that only a neighbour
+        it could serve costs a read."""
 
     def lookup(
         self,
@@ -191,7 +206,8 @@ class LookupStore(VectorSearchStore, Protocol):
         *,
         k: int,
         now: int,
-    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        min_similarity: float | None = None,
+    ) -> tuple[StoredEntry | None, Candidates]:
         """The entry stored under ``query_hash`` (expired or not, as ``get_by_hash``)
         and what ``search`` would return for ``vector``, from one statement."""
 

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme._types import ProgressFn, ReplicaStatus, StoredEntry
+from mneme._types import Candidates, ProgressFn, ReplicaStatus, StoredEntry
 from mneme.stores.postgres.async_connection import (
     AsyncCallerConnection,
     AsyncConnectionSource,
@@ -652,13 +652,24 @@ class AsyncPostgresStore(PgCore):
     # -- pgvector ----------------------------------------------------------------
 
     async def search(
-        self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
-    ) -> list[tuple[StoredEntry, float]]:
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+        min_similarity: float | None = None,
+    ) -> Candidates:
         """The ``k`` nearest live entries of ``namespace`` with their cosine similarity,
-        best first, in one round trip on an autocommit connection."""
+        best first, in one round trip on an autocommit connection. Neighbours below
+        ``min_similarity`` are left out, their entries never read; the result's
+        ``below`` says whether there was one."""
         self._check()
         return await self._read(
-            "search", lambda: self._op_search(namespace, vector, k, now), layer=True, mode="raw"
+            "search",
+            lambda: self._op_search(namespace, vector, k, now, min_similarity),
+            layer=True,
+            mode="raw",
         )
 
     async def lookup(
@@ -669,14 +680,17 @@ class AsyncPostgresStore(PgCore):
         *,
         k: int,
         now: int,
-    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        min_similarity: float | None = None,
+    ) -> tuple[StoredEntry | None, Candidates]:
         """``get_by_hash`` and ``search`` in one statement, one round trip: what a
         cache ``get`` that was given the query's embedding needs."""
         self._check()
         here = self._router is None
         return await self._read(
             "lookup",
-            lambda: self._op_lookup(namespace, query_hash, vector, k, now, flush=here),
+            lambda: self._op_lookup(
+                namespace, query_hash, vector, k, now, min_similarity, flush=here
+            ),
             layer=True,
             mode="raw",
         )

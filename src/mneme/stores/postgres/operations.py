@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
-from mneme._types import ProgressFn, StoredEntry
+from mneme._types import Candidates, ProgressFn, StoredEntry
 from mneme.stores.common import check_embedder, dedupe_batch
 from mneme.stores.postgres.copy_rows import entry_rows, side_rows, staged_rows
 from mneme.stores.postgres.feed import ChunkFeed
@@ -955,7 +955,12 @@ class PgCore:
     # -- operations: pgvector ----------------------------------------------------------
 
     def _search_params(
-        self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        now: int,
+        floor: float | None,
     ) -> tuple[VectorStatements, dict[str, Any]] | None:
         """Checks and parameters of a search; None when there is nothing to search for."""
         vec = self._vec
@@ -983,6 +988,8 @@ class PgCore:
             # pass. Taking more than k only cost heap reads: 0.03-0.09 ms for 20.
             "scan": k,
             "gate": True,
+            # Neighbours below it come without their entries.
+            "floor": -math.inf if floor is None else float(floor),
         }
         return vec, params
 
@@ -996,23 +1003,39 @@ class PgCore:
         return settings
 
     def _op_search(
-        self, namespace: str, vector: npt.NDArray[np.float32], k: int, now: int
-    ) -> PgOp[list[tuple[StoredEntry, float]]]:
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        k: int,
+        now: int,
+        floor: float | None = None,
+    ) -> PgOp[Candidates]:
         """Run with mode "raw": one round trip on an autocommit connection."""
-        prepared = self._search_params(namespace, vector, k, now)
+        prepared = self._search_params(namespace, vector, k, now, floor)
         if prepared is None:
-            return []
+            return Candidates()
         yield from self._op_graph_sizes()
         vec, params = prepared
         settings = self._search_settings(namespace, k)
         tuned = self._tuned if self._owned else None
         graphless = not self._graph_known(namespace)
         rows = yield from run_search(vec, settings, self._iterative, params, tuned, exact=graphless)
-        found = []
+        return self._candidates(rows, params["floor"])
+
+    def _candidates(self, rows: Iterable[Sequence[Any]], floor: float) -> Candidates:
+        """Search rows (entry columns, then the similarity) as candidates. A row without
+        its entry is a neighbour below ``floor``: it and those after it are left out."""
+        found = Candidates()
         for row in rows:
+            similarity = float(row[11])
+            if row[0] is None:
+                if similarity < floor:
+                    found.below = True
+                    break
+                continue  # its entry went with it after the walk read it
             entry = self._overlay(_entry(row))
             if entry is not None:
-                found.append((entry, min(1.0, max(-1.0, float(row[11])))))
+                found.append((entry, min(1.0, max(-1.0, similarity))))
         return found
 
     def _op_graph_sizes(self) -> PgOp[None]:
@@ -1041,18 +1064,19 @@ class PgCore:
         vector: npt.NDArray[np.float32],
         k: int,
         now: int,
+        floor: float | None = None,
         *,
         flush: bool = True,
-    ) -> PgOp[tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]]:
+    ) -> PgOp[tuple[StoredEntry | None, Candidates]]:
         """The exact entry and the search's candidates in one statement. Mode "raw".
         ``flush``: write due access times first (not when the read may go to a replica;
         the store writes them to the primary apart)."""
         if flush and self._flush_due():
             yield from self._op_flush()
-        prepared = self._search_params(namespace, vector, k, now)
+        prepared = self._search_params(namespace, vector, k, now, floor)
         if prepared is None:
             entry = yield from self._op_fetch_entry("by_hash", [namespace, query_hash], flush=False)
-            return entry, []
+            return entry, Candidates()
         yield from self._op_graph_sizes()
         vec, params = prepared
         settings = self._search_settings(namespace, k)
@@ -1063,16 +1087,10 @@ class PgCore:
             vec, settings, self._iterative, params, tuned, "lookup", exact=graphless
         )
         exact: StoredEntry | None = None
-        found = []
-        for row in rows:
-            entry = self._overlay(_entry(row[1:]))
-            if entry is None:
-                continue
-            if row[0] == 0:
-                exact = entry
-            else:
-                found.append((entry, min(1.0, max(-1.0, float(row[12])))))
-        return exact, found
+        if rows and rows[0][0] == 0:
+            exact = self._overlay(_entry(rows[0][1:]))
+            rows = rows[1:]
+        return exact, self._candidates((row[1:] for row in rows), params["floor"])
 
     def _op_rebuild_index(self, namespace: str | None) -> PgOp[list[str]]:
         """REINDEX the graph of ``namespace``, or every graph (and a legacy

@@ -25,7 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme._types import ProgressFn, ReplicaStatus, StoredEntry
+from mneme._types import Candidates, ProgressFn, ReplicaStatus, StoredEntry
 from mneme.stores.postgres.connection import (
     CallerConnection,
     ConnectionSource,
@@ -631,13 +631,24 @@ class PostgresStore(PgCore):
     # -- pgvector ----------------------------------------------------------------
 
     def search(
-        self, namespace: str, vector: npt.NDArray[np.float32], *, k: int, now: int
-    ) -> list[tuple[StoredEntry, float]]:
+        self,
+        namespace: str,
+        vector: npt.NDArray[np.float32],
+        *,
+        k: int,
+        now: int,
+        min_similarity: float | None = None,
+    ) -> Candidates:
         """The ``k`` nearest live entries of ``namespace`` with their cosine similarity,
-        best first, in one round trip on an autocommit connection."""
+        best first, in one round trip on an autocommit connection. Neighbours below
+        ``min_similarity`` are left out, their entries never read; the result's
+        ``below`` says whether there was one."""
         self._check()
         return self._read(
-            "search", lambda: self._op_search(namespace, vector, k, now), layer=True, mode="raw"
+            "search",
+            lambda: self._op_search(namespace, vector, k, now, min_similarity),
+            layer=True,
+            mode="raw",
         )
 
     def lookup(
@@ -648,14 +659,17 @@ class PostgresStore(PgCore):
         *,
         k: int,
         now: int,
-    ) -> tuple[StoredEntry | None, list[tuple[StoredEntry, float]]]:
+        min_similarity: float | None = None,
+    ) -> tuple[StoredEntry | None, Candidates]:
         """``get_by_hash`` and ``search`` in one statement, one round trip: what a
         cache ``get`` that was given the query's embedding needs."""
         self._check()
         here = self._router is None
         return self._read(
             "lookup",
-            lambda: self._op_lookup(namespace, query_hash, vector, k, now, flush=here),
+            lambda: self._op_lookup(
+                namespace, query_hash, vector, k, now, min_similarity, flush=here
+            ),
             layer=True,
             mode="raw",
         )

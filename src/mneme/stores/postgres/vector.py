@@ -311,7 +311,9 @@ _SIDE_STATEMENTS = {
     # relaxed-order iterative scan that goes on past it is not: MATERIALIZED and
     # "d + 0" keep the planner from trusting that order, and the sort restores it.
     # Only the best k are joined with their entries (the side row and its entry are
-    # deleted together).
+    # deleted together), and of those only the ones at or above %(floor)s, the
+    # similarity a caller can use: the others come with NULL entry columns, so their
+    # entries are neither read nor sent (see "entry_above").
     # %(gate)s is true, or in a statement prepared for one namespace on the store's own
     # connection a one-time filter that sets that graph's hnsw.ef_search: it runs before
     # the walk starts, which reads the setting at its first row.
@@ -329,13 +331,11 @@ _SIDE_STATEMENTS = {
     "OR x.created_at + x.ttl > %(now)s) ORDER BY ({exact}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
     "SELECT 0, x.*, NULL::float8 FROM x "
-    "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b "
-    "JOIN {schema}.entries en ON en.id = b.id ORDER BY b.d, b.id)",
+    "UNION ALL (SELECT 1, {entry_columns}, 1 - b.d FROM b {entry_above} ORDER BY b.d, b.id)",
     "search": "WITH u AS MATERIALIZED (({walk} AND %(gate)s ORDER BY {approx} LIMIT %(scan)s) "
     "UNION ALL ({fresh} ORDER BY ({exact}) + 0 LIMIT %(scan)s)), "
     "b AS (SELECT id, d FROM u ORDER BY d + 0, id LIMIT %(k)s) "
-    "SELECT {entry_columns}, 1 - b.d FROM b JOIN {schema}.entries en ON en.id = b.id "
-    "ORDER BY b.d, b.id",
+    "SELECT {entry_columns}, 1 - b.d FROM b {entry_above} ORDER BY b.d, b.id",
     # The background pass: a batch of fresh rows moved into their graphs (a row that
     # changes a graph's predicate is a graph insertion). Rows another pass or a writer
     # holds are skipped; they are moved next time.
@@ -425,6 +425,12 @@ class VectorStatements:
             },
             "approx": approx,
             "exact": exact,
+            # OFFSET 0 keeps the subquery apart, so the similarity test is a one-time
+            # filter on its scan: a row below the floor costs no index or heap read.
+            "entry_above": sql.SQL(
+                "LEFT JOIN LATERAL (SELECT * FROM {schema}.entries en WHERE en.id = b.id "
+                "AND 1 - b.d >= %(floor)s OFFSET 0) en ON true"
+            ).format(schema=self._ident),
             "lists": sql.SQL(IVFFLAT_LISTS),
             "entry_columns": sql.SQL(", ").join(
                 sql.SQL("en.{}").format(sql.Identifier(c.strip())) for c in COLUMNS.split(",")
