@@ -50,6 +50,7 @@ from mneme.stores.postgres.operations import (
     dedupe_batch,
     op_row,
 )
+from mneme.stores.postgres.prepared import INVALID_STATEMENT_NAME, plan
 from mneme.stores.postgres.replicas import STATUS_SQL, WRITTEN_LSN_SQL, Replica, Router
 from mneme.stores.postgres.requests import (
     Atomic,
@@ -58,6 +59,7 @@ from mneme.stores.postgres.requests import (
     GetConnection,
     PgOp,
     Pipelined,
+    Prepared,
     Request,
     Sleep,
 )
@@ -877,6 +879,42 @@ async def _drive(conn: AsyncConnection[Any], op: PgOp[_T]) -> _T:
             error = exc
 
 
+async def _prepared(conn: AsyncConnection[Any], request: Prepared) -> list[Any]:
+    """A ``Prepared`` request: prepared once per connection under the store's own name,
+    then Bind/Execute with parameters encoded by ``prepared``; a cursor's prepared
+    statement when a parameter is of another kind."""
+    from psycopg import errors, pq
+    from psycopg.generators import execute
+
+    pgconn = conn.pgconn
+    async with conn.lock:
+        for attempt in range(2):
+            call = plan(conn, request.query, request.params)
+            if call is None:
+                break
+            if call.evict is not None:
+                pgconn.send_query(b"DEALLOCATE " + call.evict)
+                await conn.wait(execute(pgconn))  # an error: it was gone already
+            if call.text is not None:
+                pgconn.send_prepare(call.name, call.text, call.types)
+                (result,) = await conn.wait(execute(pgconn))
+                if result.status != pq.ExecStatus.COMMAND_OK:
+                    raise errors.error_from_result(result, encoding=conn.info.encoding)
+                call.prepared()
+            pgconn.send_query_prepared(call.name, call.values, [1] * len(call.values), 1)
+            *_, result = await conn.wait(execute(pgconn))
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                return call.rows(conn, result)
+            state = result.error_field(pq.DiagnosticField.SQLSTATE)
+            if attempt == 0 and state == INVALID_STATEMENT_NAME.encode():
+                call.forget()  # the connection's statements are gone: prepare again
+                continue
+            raise errors.error_from_result(result, encoding=conn.info.encoding)
+    search = Execute(request.query, request.params, "all", binary=True, prepare=True)
+    rows: list[Any] = await _perform(conn, search)
+    return rows
+
+
 async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
     if isinstance(request, Execute):
         async with conn.cursor(binary=request.binary) as cur:
@@ -909,6 +947,8 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
         return None
     if isinstance(request, GetConnection):
         return conn
+    if isinstance(request, Prepared):
+        return await _prepared(conn, request)
     if isinstance(request, CopyIn):
         async with conn.cursor() as cur, cur.copy(request.statement) as copy:
             if isinstance(request.data, bytes):

@@ -12,7 +12,7 @@ propagate to the store, which wraps it in ``StoreBackendError``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -27,6 +27,7 @@ __all__ = [
     "GetConnection",
     "PgOp",
     "Pipelined",
+    "Prepared",
     "Request",
     "Sleep",
 ]
@@ -91,7 +92,18 @@ class CopyIn:
     data: bytes | Iterable[bytes]
 
 
-Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Run ``query`` (bytes, with ``%(name)s`` placeholders) as a statement prepared
+    under a name of the store's own and sent through libpq (see ``prepared``); send
+    back all its rows, loaded as a binary cursor would. For the search of a connection
+    the store owns: in autocommit mode, with no transaction of a caller's."""
+
+    query: bytes
+    params: Mapping[str, Any]
+
+
+Request = Execute | Atomic | Pipelined | Sleep | GetConnection | FetchTypeInfo | CopyIn | Prepared
 PgOp = Generator[Request, Any, _T]
 
 

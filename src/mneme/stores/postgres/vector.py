@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import StoreBackendError
-from mneme.stores.postgres.requests import Execute, GetConnection, PgOp, Pipelined
+from mneme.stores.postgres.requests import Execute, GetConnection, PgOp, Pipelined, Prepared
 from mneme.stores.postgres.statements import (
     COLUMNS,
     STAGE_COLUMNS,
@@ -545,8 +545,9 @@ def run_search(
     """The search in one round trip.
 
     ``tuned`` is given for a connection the store owns: the hnsw settings are set for
-    the session (pipelined with the search) the first time; then a search is a single
-    prepared statement, which sets its graph's ef_search itself. A borrowed
+    the session the first time; a search is then a single statement, prepared once
+    per connection and sent through libpq (``Prepared``), which sets its graph's
+    ef_search itself. A borrowed
     connection gets them per transaction (SET LOCAL semantics via set_config),
     pipelined: transaction, settings, search, end; inside a caller's transaction a
     savepoint rolled back afterwards undoes them.
@@ -569,16 +570,14 @@ def run_search(
         else:
             query = stmts.for_namespace(statement, params, int(settings[0]), conn)
             values = {key: value for key, value in params.items() if key not in _WRITTEN_IN}
-        search = Execute(query, values, "all", binary=True, prepare=True)
-        if conn in tuned:
-            rows: list[Any] = yield search
-            return rows
-        session = [  # the session's settings, once
-            Execute(settings_sql, _with_scope(settings, iterative, local=False), prepare=False),
-            Execute(stmts.rendered("generic_plans", conn), prepare=False),
-        ]
-        rows = yield Pipelined([*session, search], len(session))
-        tuned[conn] = True
+        if conn not in tuned:
+            session = [  # the session's settings, once
+                Execute(settings_sql, _with_scope(settings, iterative, local=False), prepare=False),
+                Execute(stmts.rendered("generic_plans", conn), prepare=False),
+            ]
+            yield Pipelined(session, 0)
+            tuned[conn] = True
+        rows: list[Any] = yield Prepared(query, values)
         return rows
     name = f"{statement}_exact" if exact else statement
     search = Execute(stmts.rendered(name, conn), params, "all", binary=True, prepare=False)
