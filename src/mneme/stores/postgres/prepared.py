@@ -1,10 +1,10 @@
 """The search statement of a connection the store owns, sent through libpq directly.
 
 Every get sends one search (or lookup) statement. Through a psycopg cursor it costs
-about 0.05 ms of client time on top of libpq (0.236 against 0.188 ms p50 for the same
-prepared statement on a small namespace): a cursor per call, the query's conversion,
-the prepared-statement bookkeeping, Python dumpers. That is a tenth of a get, so for
-this one statement the store does the work itself: it prepares the statement once per
+0.03-0.05 ms of client time more than through libpq (0.226 against 0.192 ms p50 for
+the same prepared statement on a small namespace): a cursor per call, the query's
+conversion, the prepared-statement bookkeeping, Python dumpers. For this one
+statement the store therefore does the work itself: it prepares the statement once per
 connection under a name of its own, encodes the few kinds of parameter it sends (text,
 integers, floats, booleans, float32 vectors), sends Bind/Execute, and reads the rows
 with the connection's own loaders, as a binary cursor would. A parameter of any other
