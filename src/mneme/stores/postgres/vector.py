@@ -547,10 +547,9 @@ def run_search(
     ``tuned`` is given for a connection the store owns: the hnsw settings are set for
     the session the first time; a search is then a single statement, prepared once
     per connection and sent through libpq (``Prepared``), which sets its graph's
-    ef_search itself. A borrowed
-    connection gets them per transaction (SET LOCAL semantics via set_config),
-    pipelined: transaction, settings, search, end; inside a caller's transaction a
-    savepoint rolled back afterwards undoes them.
+    ef_search itself. A borrowed connection gets them per transaction (SET LOCAL
+    semantics via set_config), pipelined: transaction, settings, search, end; inside
+    a caller's transaction a savepoint rolled back afterwards undoes them.
 
     ``exact``: the namespace has no graph; its rows are read exactly by one statement
     shared by all such namespaces (the namespace a parameter, one generic plan).
