@@ -60,5 +60,10 @@ def test_other_values_are_left_to_a_cursor(value: object) -> None:
     assert encode(value, 12345, "utf-8") is None
 
 
+def test_text_the_connection_cannot_encode_is_left_to_a_cursor() -> None:
+    assert encode("lone surrogate \udc80", 12345, "utf-8") is None
+    assert encode("café", 12345, "latin-1") == ("café".encode("latin-1"), 25)
+
+
 def test_vectors_need_the_vector_type_registered() -> None:
     assert encode(np.zeros(3, dtype=np.float32), None, "utf-8") is None

@@ -67,7 +67,10 @@ def encode(value: Any, vector_oid: int | None, encoding: str) -> tuple[bytes, in
     if isinstance(value, float):
         return struct.pack(">d", value), _FLOAT8
     if isinstance(value, str):
-        return value.encode(encoding), _TEXT
+        try:
+            return value.encode(encoding), _TEXT
+        except UnicodeEncodeError:
+            return None  # the cursor reports it as it would anywhere else
     if (
         vector_oid is not None
         and isinstance(value, np.ndarray)
