@@ -1086,11 +1086,9 @@ class PgCore:
         rows = yield from run_search(
             vec, settings, self._iterative, params, tuned, "lookup", exact=graphless
         )
-        exact: StoredEntry | None = None
-        if rows and rows[0][0] == 0:
-            exact = self._overlay(_entry(rows[0][1:]))
-            rows = rows[1:]
-        return exact, self._candidates((row[1:] for row in rows), params["floor"])
+        # Rows are told apart by their tag, not by where they come.
+        exact = next((self._overlay(_entry(row[1:])) for row in rows if row[0] == 0), None)
+        return exact, self._candidates((row[1:] for row in rows if row[0] == 1), params["floor"])
 
     def _op_rebuild_index(self, namespace: str | None) -> PgOp[list[str]]:
         """REINDEX the graph of ``namespace``, or every graph (and a legacy
