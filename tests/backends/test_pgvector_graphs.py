@@ -374,8 +374,8 @@ def _hash(query: str) -> str:
 
 @pytest.mark.parametrize(
     ("ef_construction", "graph_rows"),
-    # ef_search 60 x sqrt(1M / 250k) = 120; a graph built with 64 (as earlier versions
-    # did) searches as if five times larger: 60 x sqrt(5 x 200k / 250k) = 120.
+    # ef_search 60 x sqrt(1M / 100k) = 190; a graph built with 64 (as earlier versions
+    # did) searches as if five times larger: 60 x sqrt(5 x 200k / 100k) = 190.
     [(128, 1_000_000), (64, 200_000)],
 )
 def test_a_large_graph_is_searched_with_a_wider_ef_search(
@@ -415,10 +415,10 @@ def test_a_large_graph_is_searched_with_a_wider_ef_search(
         sent = trace.read().decode("utf-8", "replace").split("Sync")
         reader.close()
     assert found[0][0].query_hash == "b7" and small == []
-    # 120 for the large graph, set for the search's transaction; 60 for a namespace
+    # 190 for the large graph, set for the search's transaction; 60 for a namespace
     # without a graph.
-    first = next(part for part in sent if "set_config" in part or "'120'" in part)
-    assert "'120'" in first and "'60'" not in first
+    first = next(part for part in sent if "set_config" in part or "'190'" in part)
+    assert "'190'" in first and "'60'" not in first
     assert any("'60'" in part for part in sent if part is not first)
 
 
@@ -467,9 +467,9 @@ def test_searches_on_the_stores_own_connection_are_planned_once_per_namespace(
     assert graph_name("big") in "\n".join(row[0] for row in explained)
     assert "hnsw" not in "\n".join(row[0] for row in exact_plan).lower()
     assert "idx_entry_vectors_ns" in "\n".join(row[0] for row in exact_plan)
-    # The graph's statement sets its ef_search before the walk: 100 x sqrt(20k / 250k)
+    # The graph's statement sets its ef_search before the walk: 100 x sqrt(20k / 100k)
     # for the 20,000-row graph. The exact scan leaves the setting alone (it walks none).
-    for name, wanted in (("big", "28"), ("it's 100", "28"), ("big", "28")):
+    for name, wanted in (("big", "45"), ("it's 100", "45"), ("big", "45")):
         store.search(name, data[name][2], k=1, now=T0)
         with store._source.borrow() as conn:
             assert conn.execute("SHOW hnsw.ef_search").fetchone() == (wanted,)

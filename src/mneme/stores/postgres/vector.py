@@ -79,11 +79,11 @@ _EF_GATE = b"(SELECT set_config('hnsw.ef_search', '%d', false)) IS NOT NULL"
 EF_SEARCH_MAX = 1_000
 IVFFLAT_PROBES_MAX = 32_768
 # ef_search is the setting for graphs of this many rows (HnswOptions.ef_for).
-EF_SEARCH_ROWS = 250_000
+EF_SEARCH_ROWS = 100_000
 # Graphs built with at least this ef_construction; those built with less (the default of
 # earlier versions) need a wider search for the same recall.
 WELL_BUILT = 128
-_EF_ROWS_LESS_BUILT = 50_000
+_EF_ROWS_LESS_BUILT = 20_000
 _EF_SCALE_MIN = 0.1
 # An IVFFlat index is rebuilt with more lists once its namespace holds this many times
 # the rows its lists were sized for (lists grow as the square root of the rows).
@@ -147,13 +147,15 @@ class HnswOptions:
         graph searches with ef_search x sqrt(n / EF_SEARCH_ROWS), from 0.1 x ef_search
         up to 1,000. Recall at a fixed setting falls as a graph grows, and a walk costs
         in proportion to the setting. Measured at dim 384 with m 16 and
-        ef_construction 128, recall@1 of paraphrases: 261k rows 0.983 at 56, 0.997 at
-        84-100; 122k rows 0.990 at 56, 0.997 at 70; 56k rows 0.990 at 32-40; 26k rows
-        0.999 at 32; 12k rows 1.000 at 20; 3.6k-5.7k rows 1.000 at 14 and 0.998-1.000 at
-        10; 350-2.4k rows 1.000 at 10, where 20 cost 0.03-0.1 ms more. A graph
-        built with less than ``WELL_BUILT`` (64, the default of earlier versions)
-        searches as if it were five times larger: 261k rows built with 64 had 0.963
-        at 100 and 0.993 at 240."""
+        ef_construction 128, recall@1 of paraphrases: 179k rows (one tenant of 1,000)
+        0.982 at 85, 0.985 at 110, 0.989 at 135, 0.994 at 169 (866 questions); 84k rows
+        0.995 at 58 and 1.000 at 70; 54k rows 1.000 at 46; 261k rows (one of 50) 0.983
+        at 56, 0.997 at 84-100; 122k rows 0.990 at 56, 0.997 at 70; 56k rows 0.990 at
+        32-40; 26k rows 0.999 at 32; 12k rows 1.000 at 20; 3.6k-5.7k rows 1.000 at 14
+        and 0.998-1.000 at 10; 350-2.4k rows 1.000 at 10, where 20 cost 0.03-0.1 ms
+        more. A graph built with less than ``WELL_BUILT`` (64, the default of earlier
+        versions) searches as if it were five times larger: 261k rows built with 64
+        had 0.963 at 100 and 0.993 at 240."""
         ef = self.ef_search
         if graph_rows > 0:  # else not known (yet): as given
             reference = EF_SEARCH_ROWS if ef_construction >= WELL_BUILT else _EF_ROWS_LESS_BUILT
