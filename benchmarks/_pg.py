@@ -60,6 +60,25 @@ def settle(dsn: str, wait_s: float = 300.0) -> float:
     return time.perf_counter() - began
 
 
+def wal_position(dsn: str) -> tuple[int, int | None]:
+    """(bytes of WAL written since the cluster began, WAL segment files it has created):
+    a load's share is the difference. A server that must create (and zero-fill) new
+    segments for a load's WAL writes it about twice as slowly as one that reuses old
+    ones. Segment counts come from ``pg_stat_io`` (PostgreSQL 18): None before."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn").fetchone()
+        written = int(row[0]) if row else 0
+        try:
+            got = conn.execute(
+                "SELECT sum(writes) FROM pg_stat_io WHERE object = 'wal' AND context = 'init'"
+            ).fetchone()
+        except psycopg.Error:
+            return written, None
+    return written, None if got is None or got[0] is None else int(got[0])
+
+
 def maintenance_work_mem_mb(rows: int, dim: int) -> int:
     """HNSW build memory for a graph of ``rows``: about 4 bytes per dimension plus ~900
     bytes of graph per row (~2.4 kB/row at dim 384), with 25% headroom."""

@@ -50,12 +50,17 @@ def _rate(x: float | None) -> str:
 def _load_cell(store: str, row: dict[str, Any]) -> str:
     load = row.get("load") or {}
     rate = load.get("rows_per_s")
-    if store != "pgvector":
-        return f"{rate:,.0f}" if rate else "-"
-    build = row.get("index_build_s")
     cell = f"{rate:,.0f}" if rate else ""
     if rate and load.get("capped"):
         cell += f" ({load['rows'] // 1000:,}k rows)"
+    if rate and "wal_mb" in load:
+        created = load.get("wal_segments_created")
+        cell += f" (WAL {load['wal_mb']:,.0f} MB" + (
+            f", {created} new segments)" if created is not None else ")"
+        )
+    if store != "pgvector":
+        return cell or "-"
+    build = row.get("index_build_s")
     if build is not None:
         cell += f"{'; ' if cell else ''}graphs {build:.1f} s"
     return cell or "-"
@@ -101,7 +106,9 @@ def _main_table(result: dict[str, Any]) -> list[str]:
         "paraphrase hit returned the exact nearest neighbour (NumPy over the namespace). "
         "*load rows/s*: `put_many` batches of 10,000; for pgvector into a fresh schema, then "
         "the time until every graph was built (in-place upgrade from BYTEA, or "
-        "`build_vector_indexes()` after a direct load).",
+        "`build_vector_indexes()` after a direct load); in brackets the WAL the load "
+        "wrote and the WAL segment files the server had to create for it (a new segment "
+        "is zero-filled first; reusing an old one is not).",
         "",
         "| case | store | load rows/s | open p50 ms | RSS MB | exact | hit | miss | topic "
         "| recall@1 | size MB |",

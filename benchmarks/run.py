@@ -507,6 +507,7 @@ def load(
             waited = _pg.settle(dsn)
             log(f"  {kind}: server quiet after {waited:.1f} s (checkpoint, autovacuum)")
         limit = direct_rows if kind == "pgvector" else case.n
+        wal_before = _pg.wal_position(dsn) if kind != "sqlite" else None
         cache = SemanticCache(store=m.make_store(specs[kind]), **m.cache_kwargs(specs[kind]))
         seconds, rows = 0.0, 0
         began = last = time.perf_counter()
@@ -533,6 +534,13 @@ def load(
             "rows": rows,
             "rows_per_s": round(rows / seconds, 1),
         }
+        if wal_before is not None:
+            # Read before ANALYZE; the load's connections have closed, so their
+            # statistics are in.
+            wal_after = _pg.wal_position(dsn)
+            out[kind]["wal_mb"] = round((wal_after[0] - wal_before[0]) / 2**20, 1)
+            if wal_before[1] is not None and wal_after[1] is not None:
+                out[kind]["wal_segments_created"] = wal_after[1] - wal_before[1]
         if kind != "sqlite":  # untimed, as an operator would after a bulk load
             out[kind]["analyze_s"] = round(_pg.analyze(dsn, specs[kind]["schema"]), 2)
     return out
@@ -592,6 +600,14 @@ def run_case(dsn: str, case: Case, plan: Plan, seed: int, workdir: Path) -> dict
         if case.pgvector_from == "upgrade" and "pgvector" in loaded:
             _pg.drop_schema(dsn, direct_schema)  # it was for the load rate only
         log("  load rows/s: " + ", ".join(f"{k} {v['rows_per_s']:,.0f}" for k, v in loaded.items()))
+        log(
+            "  load WAL: "
+            + ", ".join(
+                f"{k} {v['wal_mb']:,.0f} MB, {v.get('wal_segments_created', '?')} new segments"
+                for k, v in loaded.items()
+                if "wal_mb" in v
+            )
+        )
         phase("load")
 
         rows = wl.namespace_rows()
