@@ -535,8 +535,8 @@ def load(
             "rows_per_s": round(rows / seconds, 1),
         }
         if wal_before is not None:
-            # Read before ANALYZE; the load's connections have closed, so their
-            # statistics are in.
+            # Read before ANALYZE. A backend reports its I/O statistics as it exits
+            # (or within a second of a commit); a count may lag by a segment or two.
             wal_after = _pg.wal_position(dsn)
             out[kind]["wal_mb"] = round((wal_after[0] - wal_before[0]) / 2**20, 1)
             if wal_before[1] is not None and wal_after[1] is not None:
