@@ -148,8 +148,8 @@ class HnswOptions:
         up to 1,000. Recall at a fixed setting falls as a graph grows, and a walk costs
         in proportion to the setting. Measured at dim 384 with m 16 and
         ef_construction 128, recall@1 of paraphrases: 179k rows (one tenant of 1,000)
-        0.982 at 85, 0.985 at 110, 0.989 at 135, 0.994 at 169 (866 questions); 84k rows
-        0.995 at 58 and 1.000 at 70; 54k rows 1.000 at 46; 261k rows (one of 50) 0.983
+        0.982 at 85, 0.985 at 110, 0.989 at 136, 0.994 at 169 (866 questions); 84k rows
+        0.995 at 58 and 1.000 at 75; 54k rows 1.000 at 46; 261k rows (one of 50) 0.983
         at 56, 0.997 at 84-100; 122k rows 0.990 at 56, 0.997 at 70; 56k rows 0.990 at
         32-40; 26k rows 0.999 at 32; 12k rows 1.000 at 20; 3.6k-5.7k rows 1.000 at 14
         and 0.998-1.000 at 10; 350-2.4k rows 1.000 at 10, where 20 cost 0.03-0.1 ms
