@@ -88,3 +88,17 @@ def traced(conn: psycopg.Connection[Any], call: Callable[[], T]) -> tuple[T, str
             conn.pgconn.untrace()
         trace.seek(0)
         return result, trace.read().decode("utf-8", "replace")
+
+
+def search_params(namespace: str, q: npt.NDArray[np.float32], scan: int = 20) -> dict[str, Any]:
+    """The parameters of the store's search statement, for running it by hand (EXPLAIN):
+    the three nearest, every neighbour's entry joined (floor below any similarity)."""
+    return {
+        "ns": namespace,
+        "q": q,
+        "now": T0,
+        "k": 3,
+        "scan": scan,
+        "gate": True,
+        "floor": -1.0,
+    }

@@ -27,7 +27,7 @@ from mneme.stores.postgres.operations import load_rows, stage_rows
 from mneme.stores.postgres.store import PostgresStore
 from mneme.stores.postgres.vector import graph_name
 from mneme.testing import HashingEmbedder
-from pgvector_helpers import traced
+from pgvector_helpers import search_params, traced
 
 pytestmark = pytest.mark.backend("pgvector")
 
@@ -315,16 +315,7 @@ def explain_search(
                 ["100", True, probes, True, True, "20000", True, True],
             )
             query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-            params = {
-                "ns": namespace,
-                "q": q,
-                "now": T0,
-                "k": 3,
-                "scan": 20,
-                "gate": True,
-                "floor": -1.0,
-            }
-            rows = conn.execute(query, params, prepare=False).fetchall()
+            rows = conn.execute(query, search_params(namespace, q), prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)
 
 

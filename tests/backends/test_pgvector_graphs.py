@@ -20,7 +20,18 @@ from mneme import Progress, StoreBackendError
 from mneme.stores.postgres import PostgresStore
 from mneme.stores.postgres.operations import LOAD_QUIET_S
 from mneme.stores.postgres.vector import LEGACY_INDEX_NAME, graph_name
-from pgvector_helpers import DIM, T0, admin, entry, fp, fresh, open_store, unit, vectors
+from pgvector_helpers import (
+    DIM,
+    T0,
+    admin,
+    entry,
+    fp,
+    fresh,
+    open_store,
+    search_params,
+    unit,
+    vectors,
+)
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -36,16 +47,7 @@ def plan(dsn: str, store: PostgresStore, namespace: str, q: npt.NDArray[np.float
     with admin(dsn) as conn:
         register_vector(conn)
         query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-        params = {
-            "ns": namespace,
-            "q": q,
-            "now": T0,
-            "k": 3,
-            "scan": 20,
-            "gate": True,
-            "floor": -1.0,
-        }
-        rows = conn.execute(query, params, prepare=False).fetchall()
+        rows = conn.execute(query, search_params(namespace, q), prepare=False).fetchall()
     return "\n".join(r[0] for r in rows)
 
 

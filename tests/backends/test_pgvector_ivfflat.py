@@ -15,7 +15,18 @@ from psycopg import sql
 from mneme.stores.postgres import PostgresStore
 from mneme.stores.postgres.graphs import VectorGraph, sibling_name
 from mneme.stores.postgres.vector import graph_name
-from pgvector_helpers import DIM, T0, admin, entry, fp, fresh, open_store, unit, vectors
+from pgvector_helpers import (
+    DIM,
+    T0,
+    admin,
+    entry,
+    fp,
+    fresh,
+    open_store,
+    search_params,
+    unit,
+    vectors,
+)
 
 pytestmark = pytest.mark.backend("postgres")
 
@@ -109,15 +120,7 @@ def test_namespaces_get_ivfflat_up_to_the_limit_and_hnsw_above(
         register_vector(conn)
         assert store._vec is not None
         query = sql.SQL("EXPLAIN (COSTS OFF) ") + store._vec.sql["search"]
-        params = {
-            "ns": "mid",
-            "q": mid[0],
-            "now": T0,
-            "k": 3,
-            "scan": 3,
-            "gate": True,
-            "floor": -1.0,
-        }
+        params = search_params("mid", mid[0], scan=3)
         plan = "\n".join(r[0] for r in conn.execute(query, params).fetchall())
     assert graph_name("mid") in plan
 
