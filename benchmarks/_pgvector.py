@@ -57,8 +57,13 @@ class ProgressPrinter:
             )
 
 
-DEFAULT_THRESHOLD = 0.85
-"""SemanticCache's default similarity_threshold, which the benchmark's caches keep."""
+def default_threshold() -> float:
+    """SemanticCache's default similarity_threshold, which the benchmark's caches keep."""
+    from mneme import SemanticCache
+
+    return float(inspect.signature(SemanticCache).parameters["similarity_threshold"].default)
+
+
 _GRAPHS = re.compile(r"graphs \d+ / \d+ \((\d+) / (\d+) rows\)")
 _COUNT = re.compile(r"(\d+) / (\d+)")
 
@@ -261,10 +266,11 @@ def planning(
         search = _pg.search_sql(store, spec["schema"])
         graphs = _pg.vector_index_names(spec["dsn"], spec["schema"])
         now = int(time.time())
+        floor = default_threshold()
 
         def params(q: Query) -> dict[str, Any]:
             # As a get sends it: entries read only at or above the default threshold.
-            return search.params(store, q.namespace, q.vector, 3, now, DEFAULT_THRESHOLD)
+            return search.params(store, q.namespace, q.vector, 3, now, floor)
 
         out: dict[str, Any] = {"statement": search.source, "settings": search.settings}
         classes: dict[str, Any] = {}
