@@ -51,6 +51,7 @@ NAMES = {
     "AsyncGenerator": "Generator",
     "AsyncIterable": "Iterable",
     "AsyncIterator": "Iterator",
+    "AsyncLibpqWriter": "LibpqWriter",
     "AsyncLookupStore": "LookupStore",
     "AsyncOwnedConnection": "OwnedConnection",
     "AsyncPoolConnection": "PoolConnection",

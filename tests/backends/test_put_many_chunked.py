@@ -226,6 +226,61 @@ def test_the_store_takes_chunks_lazily_and_returns_ids_in_order(
         store.close()
 
 
+def test_a_pgvector_store_makes_the_next_chunk_while_the_server_stores_entries(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    store = PostgresStore(postgres_dsn, schema=pg_schema, use_pgvector=True)
+    store.open("fingerprint", DIM)
+    running: list[str | None] = []  # the store's COPY into entries, as each chunk is made
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as watcher:
+
+            def copying() -> str | None:
+                row = watcher.execute(
+                    "SELECT query FROM pg_stat_activity WHERE state = 'active' "
+                    "AND pid <> pg_backend_pid() AND query LIKE %s",
+                    [f"COPY%{pg_schema}%entries%"],
+                ).fetchone()
+                return None if row is None else str(row[0])
+
+            def chunks() -> Iterator[list[StoredEntry]]:
+                for c in range(3):
+                    running.append(copying())
+                    yield [entry(f"k{c}-{i}") for i in range(1_000)]
+
+            ids = store.insert_chunks(chunks())
+        assert len(set(ids)) == 3_000 and store.count() == 3_000
+        # The first chunk is made before any COPY; each later one during the COPY of
+        # the entries of the chunk before it.
+        assert running[0] is None
+        assert running[1] is not None and running[2] is not None
+        assert "entry_vectors" not in running[1]
+    finally:
+        store.close()
+
+
+def test_a_feed_makes_the_next_chunk_ahead_once() -> None:
+    pulled: list[int] = []
+
+    def source() -> Iterator[list[StoredEntry]]:
+        for c in range(3):
+            pulled.append(c)
+            yield [entry(f"{c}-{i}") for i in range(10)]
+
+    feed = ChunkFeed(source(), 10)
+    feed.ahead()  # nothing handed out yet: the first chunk
+    assert pulled == [0]
+    chunks = iter(feed)
+    first = next(chunks)
+    feed.ahead()
+    feed.ahead()  # the next one is made already
+    assert pulled == [0, 1]
+    rest = list(chunks)
+    feed.ahead()  # exhausted: nothing more
+    assert pulled == [0, 1, 2]
+    assert [c[0].query_hash for c in [first, *rest]] == ["0-0", "1-0", "2-0"]
+
+
 def test_a_feed_is_read_again_from_its_start_without_taking_twice() -> None:
     pulled: list[int] = []
 

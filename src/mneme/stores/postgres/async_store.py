@@ -549,9 +549,9 @@ class AsyncPostgresStore(PgCore):
 
     async def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
         """``insert_many`` for entries that come in chunks, in one transaction. On a
-        connection the store owns, the next chunk is taken from ``chunks`` (made) only
-        when the store is ready to write it: between two chunks' COPYs on a pgvector
-        store, while the server upserts the one before otherwise. Whatever ``chunks``
+        connection the store owns, the next chunk is taken from ``chunks`` (made) while
+        the server stores the one before: its entries on a pgvector store, its upsert
+        otherwise. Whatever ``chunks``
         raises propagates as it is, and nothing of the batch is stored."""
         self._check()
         if not self._owned:
@@ -950,12 +950,22 @@ async def _perform(conn: AsyncConnection[Any], request: Request) -> Any:
     if isinstance(request, Prepared):
         return await _prepared(conn, request)
     if isinstance(request, CopyIn):
-        async with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            if isinstance(request.data, bytes):
-                await copy.write(request.data)
-            else:
-                for piece in request.data:
-                    await copy.write(piece)
+        from psycopg.copy import AsyncLibpqWriter
+
+        async with conn.cursor() as cur:
+            # With work to do meanwhile, each piece is flushed before the next: the
+            # server then holds every row when the client turns to that work.
+            flushed = None
+            if request.meanwhile is not None:
+                flushed = AsyncLibpqWriter(cur, flush_threshold=0)
+            async with cur.copy(request.statement, writer=flushed) as copy:
+                if isinstance(request.data, bytes):
+                    await copy.write(request.data)
+                else:
+                    for piece in request.data:
+                        await copy.write(piece)
+                if request.meanwhile is not None:
+                    request.meanwhile()
         return None
     from psycopg.types import TypeInfo
 

@@ -86,10 +86,16 @@ class FetchTypeInfo:
 class CopyIn:
     """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``data``: rows already encoded, from
     the binary COPY signature on (see ``copy_rows``), whole or as pieces written one
-    after the other (the server stores a piece while the client makes the next)."""
+    after the other (the client encodes a piece while the server reads the last).
+
+    ``meanwhile``: client work done once every piece has reached the server and
+    before the COPY is ended. A binary COPY stores its rows 1,000 at a time (the
+    server counts no bytes for binary rows), so a COPY of 1,000 rows is stored while
+    that work runs, instead of after the end; what it raises aborts the COPY."""
 
     statement: Any
     data: bytes | Iterable[bytes]
+    meanwhile: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -528,9 +528,9 @@ class PostgresStore(PgCore):
 
     def insert_chunks(self, chunks: Iterable[Sequence[StoredEntry]]) -> list[int]:
         """``insert_many`` for entries that come in chunks, in one transaction. On a
-        connection the store owns, the next chunk is taken from ``chunks`` (made) only
-        when the store is ready to write it: between two chunks' COPYs on a pgvector
-        store, while the server upserts the one before otherwise. Whatever ``chunks``
+        connection the store owns, the next chunk is taken from ``chunks`` (made) while
+        the server stores the one before: its entries on a pgvector store, its upsert
+        otherwise. Whatever ``chunks``
         raises propagates as it is, and nothing of the batch is stored."""
         self._check()
         if not self._owned:
@@ -916,12 +916,22 @@ def _perform(conn: Connection[Any], request: Request) -> Any:
     if isinstance(request, Prepared):
         return _prepared(conn, request)
     if isinstance(request, CopyIn):
-        with conn.cursor() as cur, cur.copy(request.statement) as copy:
-            if isinstance(request.data, bytes):
-                copy.write(request.data)
-            else:
-                for piece in request.data:
-                    copy.write(piece)
+        from psycopg.copy import LibpqWriter
+
+        with conn.cursor() as cur:
+            # With work to do meanwhile, each piece is flushed before the next: the
+            # server then holds every row when the client turns to that work.
+            flushed = None
+            if request.meanwhile is not None:
+                flushed = LibpqWriter(cur, flush_threshold=0)
+            with cur.copy(request.statement, writer=flushed) as copy:
+                if isinstance(request.data, bytes):
+                    copy.write(request.data)
+                else:
+                    for piece in request.data:
+                        copy.write(piece)
+                if request.meanwhile is not None:
+                    request.meanwhile()
         return None
     from psycopg.types import TypeInfo
 
