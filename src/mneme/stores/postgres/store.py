@@ -530,8 +530,8 @@ class PostgresStore(PgCore):
         """``insert_many`` for entries that come in chunks, in one transaction. On a
         connection the store owns, the next chunk is taken from ``chunks`` (made) while
         the server stores the one before: its entries on a pgvector store, its upsert
-        otherwise. Whatever ``chunks``
-        raises propagates as it is, and nothing of the batch is stored."""
+        otherwise. Whatever ``chunks`` raises propagates as it is, and nothing of the
+        batch is stored."""
         self._check()
         if not self._owned:
             return self.insert_many([e for chunk in chunks for e in chunk])
