@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import math
+import random
 import re
 import threading
 import time
@@ -54,6 +55,7 @@ from mneme.stores.postgres.requests import (
     GetConnection,
     PgOp,
     Pipelined,
+    Sleep,
     execute,
     fetch_all,
     fetch_value,
@@ -103,8 +105,11 @@ BATCH = 2_000
 VECTOR_BATCH = 10_000
 _FLUSH_AFTER_S = 1.0
 _FLUSH_AFTER_N = 1_000
-# Attempts of a write transaction that the server aborted to break a deadlock.
-_DEADLOCK_ATTEMPTS = 4
+# Attempts of a write transaction that the server aborted to break a deadlock, and the
+# first pause's upper bound before running it again (doubled each time, drawn at random:
+# two writers that retry at once in step would meet again).
+_DEADLOCK_ATTEMPTS = 6
+_DEADLOCK_PAUSE_S = 0.005
 # Rows per statement of a large insert_many (one transaction): bounds client memory.
 _INSERT_CHUNK = 5_000
 # From this many rows, insert_many on an owned connection goes through COPY.
@@ -1252,6 +1257,7 @@ def _retry_deadlocks(make: Callable[[], PgOp[_T]]) -> PgOp[_T]:
             if attempt == _DEADLOCK_ATTEMPTS:
                 raise
             _log.info("write transaction chosen to break a deadlock; running it again")
+            yield Sleep(random.uniform(0.0, _DEADLOCK_PAUSE_S * 2**attempt))
     raise AssertionError("unreachable")
 
 
