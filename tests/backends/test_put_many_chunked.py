@@ -259,28 +259,6 @@ def test_a_pgvector_store_makes_the_next_chunk_while_the_server_stores_entries(
         store.close()
 
 
-def test_a_feed_makes_the_next_chunk_ahead_once() -> None:
-    pulled: list[int] = []
-
-    def source() -> Iterator[list[StoredEntry]]:
-        for c in range(3):
-            pulled.append(c)
-            yield [entry(f"{c}-{i}") for i in range(10)]
-
-    feed = ChunkFeed(source(), 10)
-    feed.ahead()  # nothing handed out yet: the first chunk
-    assert pulled == [0]
-    chunks = iter(feed)
-    first = next(chunks)
-    feed.ahead()
-    feed.ahead()  # the next one is made already
-    assert pulled == [0, 1]
-    rest = list(chunks)
-    feed.ahead()  # exhausted: nothing more
-    assert pulled == [0, 1, 2]
-    assert [c[0].query_hash for c in [first, *rest]] == ["0-0", "1-0", "2-0"]
-
-
 def test_a_feed_is_read_again_from_its_start_without_taking_twice() -> None:
     pulled: list[int] = []
 

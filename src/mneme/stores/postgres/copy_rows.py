@@ -8,8 +8,8 @@ length (-1 for NULL) and its bytes, integers big-endian.
 Two shapes: rows for the session's staging table (``staged_rows``: plain bytes, so the
 next chunk can be encoded while the server upserts the previous one, see
 ``PgCore._op_staged``), and rows that go straight into ``entries`` and the side table
-(``entry_rows``, ``side_rows``: pieces of a few dozen rows, so the server stores one
-piece while the client encodes the next, see ``PgCore._op_direct``).
+(``entry_rows``, ``side_rows``: in pieces of a few dozen rows, made while the server
+stores the rows of the COPY before, see ``direct``).
 
 The ``vector`` field is pgvector's binary form: dimension and an unused word (both
 int16), then the float4 values big-endian. ``jsonb``'s is a version byte (1), then the
@@ -35,8 +35,8 @@ _LEN = struct.Struct(">i").pack
 _INT8 = struct.Struct(">iq").pack  # length 8, then the value
 _NULL = _LEN(-1)
 _JSONB = b"\x01"
-# Rows per piece of a direct load (~0.4 MB at dim 1536): the server stores one piece
-# while the client encodes the next.
+# Rows per piece of a direct load (~0.4 MB at dim 1536): COPY data is written piece by
+# piece, never joined into one buffer of the whole chunk.
 _PIECE = 64
 
 Vectors = Sequence[npt.NDArray[np.float32] | None]

@@ -23,23 +23,14 @@ class ChunkFeed:
         self._waiting: list[StoredEntry] = []
         self._chunks: list[list[StoredEntry]] = []
         self._exhausted = False
-        self._handed = 0  # chunks handed out so far
         self.entries: list[StoredEntry] = []
         """Every entry taken, as given (duplicates included), in order."""
 
     def __iter__(self) -> Iterator[list[StoredEntry]]:
         n = 0
         while n < len(self._chunks) or self._take():
-            self._handed = max(self._handed, n + 1)
             yield self._chunks[n]
             n += 1
-
-    def ahead(self) -> None:
-        """Make the next chunk now, unless it is made already: called while the server
-        stores the chunk before, so that the client's work on the next one overlaps
-        the server's instead of following it."""
-        if len(self._chunks) <= self._handed:
-            self._take()
 
     def _take(self) -> bool:
         """Make the next chunk; False when ``source`` has no more entries."""
