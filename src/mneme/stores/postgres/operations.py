@@ -145,24 +145,39 @@ FRESH_BACKLOG_MAX = 1_000
 _PENDING_MAX = 100_000
 
 
+# Compact, as ``metadata_json`` writes: the same text for what has no float in it.
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+_FLAT_VALUE_TYPES = frozenset({str, int, bool, type(None)})
+
+
 def metadata_json(value: Any) -> str:
     """JSON text whose numbers come back from jsonb as they went in.
 
     jsonb keeps numbers as decimals, so a float written the usual way as ``1e+16``
     would come back as the integer 10000000000000000 (and ``1e+23`` as a different
     number). Floats are written instead as their exact decimal expansion with a
-    fractional part, which jsonb keeps digit for digit.
+    fractional part, which jsonb keeps digit for digit. The usual metadata (a flat
+    object of texts, integers, booleans and nulls) has no float to rewrite: it goes
+    through the C encoder, which writes the same text in a fifth of the time.
     """
+    if type(value) is dict and all(
+        type(k) is str and type(v) in _FLAT_VALUE_TYPES for k, v in value.items()
+    ):
+        return _COMPACT_JSON.encode(value)
+    return _metadata_json(value)
+
+
+def _metadata_json(value: Any) -> str:
     if isinstance(value, float):
         text = repr(value)
         if "e" in text or "E" in text:
             text = format(decimal.Decimal(value), "f")
         return text if "." in text else text + ".0"
     if isinstance(value, dict):
-        items = (json.dumps(str(k)) + ":" + metadata_json(v) for k, v in value.items())
+        items = (json.dumps(str(k)) + ":" + _metadata_json(v) for k, v in value.items())
         return "{" + ",".join(items) + "}"
     if isinstance(value, list | tuple):
-        return "[" + ",".join(metadata_json(v) for v in value) + "]"
+        return "[" + ",".join(_metadata_json(v) for v in value) + "]"
     return json.dumps(value)
 
 
