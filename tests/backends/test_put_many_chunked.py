@@ -9,6 +9,7 @@ import asyncio
 import tempfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -255,6 +256,44 @@ def test_a_pgvector_store_makes_the_next_chunk_while_the_server_stores_entries(
         assert running[0] is None
         assert running[1] is not None and running[2] is not None
         assert "entry_vectors" not in running[1]
+    finally:
+        store.close()
+
+
+def test_a_pgvector_store_encodes_the_next_chunk_while_the_server_stores_side_rows(
+    postgres_dsn: str, pg_schema: str
+) -> None:
+    store = PostgresStore(postgres_dsn, schema=pg_schema, use_pgvector=True)
+    store.open("fingerprint", DIM)
+    running: list[str | None] = []  # the store's COPY, when a metadata value is encoded
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as watcher:
+
+            class Probe(float):
+                """A float that notes which COPY of the store runs when it is written."""
+
+                def __repr__(self) -> str:
+                    row = watcher.execute(
+                        "SELECT query FROM pg_stat_activity WHERE state = 'active' "
+                        "AND pid <> pg_backend_pid() AND query LIKE %s",
+                        [f"COPY%{pg_schema}%"],
+                    ).fetchone()
+                    running.append(None if row is None else str(row[0]))
+                    return float.__repr__(self)
+
+            def chunk(c: int) -> list[StoredEntry]:
+                rows = [entry(f"k{c}-{i}") for i in range(1_000)]
+                rows[0] = replace(rows[0], metadata={"score": Probe(0.5)})
+                return rows
+
+            store.insert_chunks(chunk(c) for c in range(3))
+        # The first chunk's metadata is written before any COPY; each later one's while
+        # the server stores the side rows of the chunk before.
+        assert running[0] is None
+        assert all(q is not None and "entry_vectors" in q for q in running[1:])
+        assert len(running) == 3
+        got = store.get_by_hash("default", "k2-0")
+        assert got is not None and got.metadata == {"score": 0.5}
     finally:
         store.close()
 
