@@ -59,8 +59,8 @@ class Limits:
 MAX_NAMESPACE_BYTES = 512
 # One encoder for every put: json.dumps with options builds a new one per call.
 _METADATA_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False)
-# Metadata values that come back from JSON as they went in.
-_FLAT_VALUE_TYPES = frozenset({str, int, bool, type(None)})
+FLAT_JSON_TYPES = frozenset({str, int, bool, type(None)})
+"""Types of metadata values that JSON gives back as they went in, and that jsonb keeps."""
 # An escaped NUL in JSON text: \u0000 after an even number of backslashes.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -116,7 +116,7 @@ def check_metadata(metadata: object, limit: int) -> dict[str, Any] | None:
         raise ValueError(f"metadata is {size} bytes of JSON, over max_metadata_bytes={limit}")
     # Round-trip so what is stored equals what any store will give back. A flat object
     # of texts, integers, booleans and nulls comes back equal: a copy will do.
-    if all(type(k) is str and type(v) in _FLAT_VALUE_TYPES for k, v in plain.items()):
+    if all(type(k) is str and type(v) in FLAT_JSON_TYPES for k, v in plain.items()):
         return plain
     loaded: dict[str, Any] = json.loads(encoded)
     return loaded

@@ -31,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from mneme._errors import CacheClosedError, CheckpointError, StoreBackendError
+from mneme._policy import FLAT_JSON_TYPES
 from mneme._types import Candidates, ProgressFn, StoredEntry
 from mneme.stores.common import check_embedder, dedupe_batch
 from mneme.stores.postgres.copy_rows import staged_rows
@@ -147,7 +148,6 @@ _PENDING_MAX = 100_000
 
 # Compact, as ``metadata_json`` writes: the same text for what has no float in it.
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
-_FLAT_VALUE_TYPES = frozenset({str, int, bool, type(None)})
 
 
 def metadata_json(value: Any) -> str:
@@ -158,10 +158,10 @@ def metadata_json(value: Any) -> str:
     number). Floats are written instead as their exact decimal expansion with a
     fractional part, which jsonb keeps digit for digit. The usual metadata (a flat
     object of texts, integers, booleans and nulls) has no float to rewrite: it goes
-    through the C encoder, which writes the same text in a fifth of the time.
+    through the C encoder, which writes the same text in about 60% of the time.
     """
     if type(value) is dict and all(
-        type(k) is str and type(v) in _FLAT_VALUE_TYPES for k, v in value.items()
+        type(k) is str and type(v) in FLAT_JSON_TYPES for k, v in value.items()
     ):
         return _COMPACT_JSON.encode(value)
     return _metadata_json(value)
