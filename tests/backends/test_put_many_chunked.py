@@ -227,6 +227,16 @@ def test_the_store_takes_chunks_lazily_and_returns_ids_in_order(
         store.close()
 
 
+def _active_copy(watcher: psycopg.Connection[Any], like: str) -> str | None:
+    """The statement another session is running now, if it matches ``like``."""
+    row = watcher.execute(
+        "SELECT query FROM pg_stat_activity WHERE state = 'active' "
+        "AND pid <> pg_backend_pid() AND query LIKE %s",
+        [like],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def test_a_pgvector_store_makes_the_next_chunk_while_the_server_stores_entries(
     postgres_dsn: str, pg_schema: str
 ) -> None:
@@ -236,17 +246,9 @@ def test_a_pgvector_store_makes_the_next_chunk_while_the_server_stores_entries(
     try:
         with psycopg.connect(postgres_dsn, autocommit=True) as watcher:
 
-            def copying() -> str | None:
-                row = watcher.execute(
-                    "SELECT query FROM pg_stat_activity WHERE state = 'active' "
-                    "AND pid <> pg_backend_pid() AND query LIKE %s",
-                    [f"COPY%{pg_schema}%entries%"],
-                ).fetchone()
-                return None if row is None else str(row[0])
-
             def chunks() -> Iterator[list[StoredEntry]]:
                 for c in range(3):
-                    running.append(copying())
+                    running.append(_active_copy(watcher, f"COPY%{pg_schema}%entries%"))
                     yield [entry(f"k{c}-{i}") for i in range(1_000)]
 
             ids = store.insert_chunks(chunks())
@@ -273,12 +275,7 @@ def test_a_pgvector_store_encodes_the_next_chunk_while_the_server_stores_side_ro
                 """A float that notes which COPY of the store runs when it is written."""
 
                 def __repr__(self) -> str:
-                    row = watcher.execute(
-                        "SELECT query FROM pg_stat_activity WHERE state = 'active' "
-                        "AND pid <> pg_backend_pid() AND query LIKE %s",
-                        [f"COPY%{pg_schema}%"],
-                    ).fetchone()
-                    running.append(None if row is None else str(row[0]))
+                    running.append(_active_copy(watcher, f"COPY%{pg_schema}%"))
                     return float.__repr__(self)
 
             def chunk(c: int) -> list[StoredEntry]:

@@ -86,7 +86,7 @@ class FetchTypeInfo:
 class CopyIn:
     """``COPY ... FROM STDIN (FORMAT BINARY)`` of ``data``: rows already encoded, from
     the binary COPY signature on (see ``copy_rows``), whole or as pieces written one
-    after the other (the client encodes a piece while the server reads the last).
+    after the other (a large chunk's data is never joined into one buffer).
 
     ``meanwhile``: client work done once every piece has reached the server and
     before the COPY is ended. A binary COPY stores its rows 1,000 at a time (the
